@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+/**
+ * The command line: `gateway run`, `gateway check`. Parses arguments, wires signals, and is the
+ * only place that exits the process.
+ */
+import { readFileSync } from 'node:fs';
+import { loadRaw, parseFlags } from './config/load.js';
+import { CONFIG_KEYS, SCHEMA, flagOf } from './config/schema.js';
+import { formatProblem, validateConfig, type Problem } from './config/validate.js';
+import { Gateway } from './gateway.js';
+import { createLogger } from './log/logger.js';
+
+function usage(): string {
+  const lines = ['usage: gateway run [--config FILE] [options]', '       gateway check [--config FILE] [options]', '', 'options (each also a key of the JSON config file):'];
+  for (const key of CONFIG_KEYS) {
+    const spec = SCHEMA[key];
+    lines.push(`  ${flagOf(key).padEnd(30)} ${spec.doc} (default: ${JSON.stringify(spec.default)}; key "${key}")`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+function configFrom(argv: string[]): { config?: ReturnType<typeof validateConfig>['config']; problems: Problem[] } {
+  const loaded = loadRaw(parseFlags(argv));
+  const res = validateConfig(loaded.raw);
+  return { config: res.config, problems: [...loaded.problems, ...res.problems] };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(usage());
+    return command === undefined ? 2 : 0;
+  }
+  if (command === '--version' || command === 'version') {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`web-server-gateway ${pkg.version}\n`);
+    return 0;
+  }
+  if (command !== 'run' && command !== 'check') {
+    process.stderr.write(`gateway: unknown command "${command}"; use run or check\n${usage()}`);
+    return 2;
+  }
+  const { config, problems } = configFrom(rest);
+  if (problems.length > 0 || !config) {
+    for (const p of problems) process.stderr.write(`gateway: config: ${formatProblem(p)}\n`);
+    process.stderr.write(`gateway: ${problems.length} problem${problems.length === 1 ? '' : 's'} in the configuration\n`);
+    return 2;
+  }
+  if (command === 'check') {
+    process.stdout.write('gateway: configuration is valid\n');
+    return 0;
+  }
+
+  const log = createLogger(config.logLevel);
+  const gateway = new Gateway(config, log);
+  try {
+    await gateway.start();
+  } catch (err) {
+    process.stderr.write(`gateway: ${(err as Error).message}\n`);
+    await gateway.stop(false).catch(() => undefined);
+    return 1;
+  }
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (graceful: boolean, signal: string) => {
+      if (stopping && graceful) return;
+      stopping = true;
+      log.info({ signal }, graceful ? 'graceful stop' : 'fast stop');
+      gateway.stop(graceful).then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.error({ err }, 'stop failed');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGQUIT', () => stop(true, 'SIGQUIT'));
+    process.on('SIGTERM', () => stop(true, 'SIGTERM'));
+    process.on('SIGINT', () => stop(false, 'SIGINT'));
+    process.on('SIGUSR1', () => gateway.reopenLogs());
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`gateway: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

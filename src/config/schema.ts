@@ -1,0 +1,83 @@
+/**
+ * Every configuration key: its type, its default and what it means. The CLI flag of key `fooBar` is
+ * `--foo-bar`; a JSON config file (`--config FILE`) uses the key itself. Defaults follow nginx in
+ * front of Rails on these hosts (client_max_body_size 50m, keepalive_timeout 65, 60 s timeouts).
+ */
+
+export type Kind = 'string' | 'path' | 'listen' | 'hostport' | 'duration' | 'size' | 'count' | 'bool' | 'cidrs' | 'enum';
+
+export interface KeySpec {
+  kind: Kind;
+  default: unknown;
+  doc: string;
+  /** For `enum`. */
+  values?: readonly string[];
+  /** May be given more than once on the command line; the values form a list. */
+  repeatable?: boolean;
+  /** `null` is an accepted value (the key is off). */
+  nullable?: boolean;
+}
+
+export const SCHEMA = {
+  listen: { kind: 'listen', default: ['0.0.0.0:80'], repeatable: true, doc: 'Public listeners, HOST:PORT, [V6]:PORT or PORT. Repeat the flag for more.' },
+  upstream: { kind: 'path', default: '/tmp/web_server.sock', doc: 'Unix socket of the app server.' },
+  admin: { kind: 'hostport', default: '127.0.0.1:9145', nullable: true, doc: 'Admin listener (metrics, health). Loopback by default; null turns it off.' },
+  accessLog: { kind: 'string', default: '-', doc: 'Access log file, `-` for stdout, `off` for none.' },
+  accessLogFormat: { kind: 'enum', values: ['combined', 'json'], default: 'combined', doc: "nginx's `combined` line, or one JSON object per request." },
+  logLevel: { kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], default: 'info', doc: 'Level of the structured (pino) log on stdout.' },
+  user: { kind: 'string', default: null, nullable: true, doc: 'Drop to this user (and its group) after binding the listeners.' },
+  trustedProxies: { kind: 'cidrs', default: [], repeatable: true, doc: 'Peers (CIDRs) whose X-Forwarded-For and X-Forwarded-Proto are believed, like set_real_ip_from.' },
+  forwardedForUntrusted: { kind: 'enum', values: ['replace', 'append'], default: 'replace', doc: "What to do with an untrusted peer's X-Forwarded-For: replace it with the peer address, or append to it as nginx's $proxy_add_x_forwarded_for does." },
+  clientMaxBodySize: { kind: 'size', default: '50m', doc: 'Largest request body; more is answered 413. 0 means no limit.' },
+  maxHeaderSize: { kind: 'size', default: '32k', doc: 'Largest request head (line and headers); more is answered 431.' },
+  maxHeaderCount: { kind: 'count', default: 100, doc: 'Most request header fields; more is answered 431.' },
+  underscoresInHeaders: { kind: 'bool', default: false, doc: "Accept header names with `_` (nginx's underscores_in_headers). Off: 400, since Rack maps X_Foo and X-Foo to the same key." },
+  clientHeaderTimeout: { kind: 'duration', default: '60s', doc: 'Time to receive the whole request head; then 408.' },
+  clientBodyTimeout: { kind: 'duration', default: '60s', doc: 'Longest pause between two reads of the request body; then 408 (or the connection is closed).' },
+  sendTimeout: { kind: 'duration', default: '60s', doc: 'Longest pause while the client does not read the response; then the connection is closed.' },
+  keepaliveTimeout: { kind: 'duration', default: '65s', doc: 'Idle time a client keep-alive connection is kept open.' },
+  proxyConnectTimeout: { kind: 'duration', default: '60s', doc: 'Time to connect to the upstream socket; then 504.' },
+  proxyReadTimeout: { kind: 'duration', default: '60s', doc: 'Time to the upstream response head (504), and longest pause inside its body (connection aborted).' },
+  proxySendTimeout: { kind: 'duration', default: '60s', doc: 'Longest pause while the upstream does not read the request body; then 504 / abort.' },
+  upstreamKeepaliveTimeout: { kind: 'duration', default: '4s', doc: "Idle time a pooled upstream connection is kept. Keep it below the app server's own (Puma: 20 s)." },
+  upstreamConnections: { kind: 'count', default: 128, doc: 'Most connections open to the upstream at once.' },
+  shutdownTimeout: { kind: 'duration', default: '30s', doc: 'On QUIT/TERM, how long in-flight requests may take to finish before connections are cut.' },
+} as const satisfies Record<string, KeySpec>;
+
+export type ConfigKey = keyof typeof SCHEMA;
+export const CONFIG_KEYS = Object.keys(SCHEMA) as ConfigKey[];
+
+/** The validated configuration, with units resolved: durations in ms, sizes in bytes. */
+export interface GatewayConfig {
+  listen: { host: string; port: number }[];
+  upstream: string;
+  admin: { host: string; port: number } | null;
+  accessLog: string;
+  accessLogFormat: 'combined' | 'json';
+  logLevel: string;
+  user: string | null;
+  trustedProxies: string[];
+  forwardedForUntrusted: 'replace' | 'append';
+  clientMaxBodySize: number;
+  maxHeaderSize: number;
+  maxHeaderCount: number;
+  underscoresInHeaders: boolean;
+  clientHeaderTimeout: number;
+  clientBodyTimeout: number;
+  sendTimeout: number;
+  keepaliveTimeout: number;
+  proxyConnectTimeout: number;
+  proxyReadTimeout: number;
+  proxySendTimeout: number;
+  upstreamKeepaliveTimeout: number;
+  upstreamConnections: number;
+  shutdownTimeout: number;
+}
+
+export function flagOf(key: string): string {
+  return '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+}
+
+export function keyOfFlag(flag: string): string {
+  return flag.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}

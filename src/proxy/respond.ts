@@ -1,0 +1,70 @@
+/**
+ * Answering a client with an error: through the ServerResponse when there is one, or as raw bytes on
+ * the socket when the HTTP parser failed. After an early answer the connection is closed the way
+ * nginx's lingering close does it: our side ends, unread request bytes are read and discarded (never
+ * parsed as a next request) until the client closes or a bound is reached, so the client reads the
+ * answer instead of a reset.
+ */
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { errorPage, reasonOf } from './errors.js';
+
+/** nginx's lingering_time and lingering_timeout, and a cap on what we discard. */
+const LINGER_MS = 5_000;
+const LINGER_BYTES = 1024 * 1024;
+
+export function sendError(res: ServerResponse, status: number, close: boolean, extra?: Record<string, string>): void {
+  const body = errorPage(status);
+  if (close) {
+    res.shouldKeepAlive = false;
+    lingerOnClose(res.socket);
+  }
+  res.writeHead(status, reasonOf(status), {
+    'Content-Type': 'text/html',
+    'Content-Length': body.length,
+    ...(close ? { Connection: 'close' } : {}),
+    ...extra,
+  });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+/** For parser errors: no ServerResponse exists, the socket is ours. */
+export function sendRawError(socket: Socket, status: number): number {
+  const body = errorPage(status);
+  const head = `HTTP/1.1 ${status} ${reasonOf(status)}\r\nContent-Type: text/html\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
+  if (socket.writable) {
+    linger(socket);
+    socket.end(Buffer.concat([Buffer.from(head, 'latin1'), body]));
+    return body.length;
+  }
+  socket.destroy();
+  return 0;
+}
+
+/** Node ends a `Connection: close` response with socket.destroySoon(); make that a lingering close. */
+function lingerOnClose(socket: Socket | null): void {
+  if (!socket) return;
+  (socket as Socket & { destroySoon: () => void }).destroySoon = () => {
+    linger(socket);
+    socket.end();
+  };
+}
+
+function linger(socket: Socket): void {
+  if ((socket as Socket & { lingering?: boolean }).lingering) return;
+  (socket as Socket & { lingering?: boolean }).lingering = true;
+  // Detach the HTTP parser: what follows is discarded, never parsed as a request.
+  socket.removeAllListeners('data');
+  let seen = 0;
+  socket.on('data', (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > LINGER_BYTES) socket.destroy();
+  });
+  socket.on('end', () => socket.destroy());
+  socket.on('error', () => socket.destroy());
+  socket.setTimeout(0);
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  socket.resume();
+}

@@ -1,0 +1,314 @@
+/**
+ * The public listeners and what happens to each request on them: refusal of what a front door must
+ * refuse, limits and deadlines with nginx-like defaults, forwarding, the access log, graceful stop.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Dispatcher, Pool } from 'undici';
+import type { GatewayConfig } from '../config/schema.js';
+import { formatHostPort } from '../config/address.js';
+import type { Logger } from '../log/logger.js';
+import type { AccessLog } from './access-log.js';
+import { GatewayError } from './errors.js';
+import { createUpstreamPool, Exchange, type ExchangeOwner, type ExchangeResult } from './forward.js';
+import { checkRequest, peerAddress, TrustedProxies, upstreamHeaders, type ForwardContext } from './headers.js';
+import { sendError, sendRawError } from './respond.js';
+import { UpgradeProxy } from './upgrade.js';
+
+export class BindError extends Error {
+  readonly code = 'GW_ERR_BIND';
+}
+
+const kExchange = Symbol('exchange');
+type TrackedResponse = ServerResponse & { [kExchange]?: Exchange };
+
+export class ProxyServer implements ExchangeOwner {
+  readonly pool: Pool;
+  private readonly servers: http.Server[] = [];
+  private readonly ctx: ForwardContext;
+  private readonly upgrades: UpgradeProxy;
+  private active = 0;
+  private stopping = false;
+  private drained: (() => void) | undefined;
+
+  constructor(
+    private readonly config: GatewayConfig,
+    private readonly log: Logger,
+    private readonly accessLog: AccessLog,
+  ) {
+    this.pool = createUpstreamPool({
+      socketPath: config.upstream,
+      connections: config.upstreamConnections,
+      keepAliveTimeout: config.upstreamKeepaliveTimeout,
+      connectTimeout: config.proxyConnectTimeout,
+      readTimeout: config.proxyReadTimeout,
+    });
+    this.ctx = { trusted: new TrustedProxies(config.trustedProxies), forwardedForUntrusted: config.forwardedForUntrusted, scheme: 'http' };
+    this.upgrades = new UpgradeProxy(config.upstream, log.child({ component: 'upgrade' }));
+  }
+
+  /** Binds every listener; on failure closes those already bound and throws one clear line. */
+  async listen(): Promise<AddressInfo[]> {
+    const out: AddressInfo[] = [];
+    try {
+      for (const hp of this.config.listen) {
+        const server = this.createServer();
+        this.servers.push(server);
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ host: hp.host, port: hp.port, backlog: 1024 }, () => {
+            server.off('error', reject);
+            resolve();
+          });
+        });
+        out.push(server.address() as AddressInfo);
+      }
+    } catch (err) {
+      for (const s of this.servers) s.close();
+      const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+      const where = formatHostPort({ host: e.address ?? '?', port: e.port ?? 0 });
+      if (e.code === 'EACCES') {
+        throw new BindError(`cannot listen on ${where}: permission denied; ports below 1024 need root (then --user NAME drops privileges), or CAP_NET_BIND_SERVICE, or --listen on a port above 1023`, { cause: err });
+      }
+      if (e.code === 'EADDRINUSE') throw new BindError(`cannot listen on ${where}: address already in use; stop what listens there (ss -ltnp) or choose another --listen`, { cause: err });
+      throw new BindError(`cannot listen on ${where}: ${e.message}`, { cause: err });
+    }
+    return out;
+  }
+
+  private createServer(): http.Server {
+    const c = this.config;
+    const server = http.createServer({
+      maxHeaderSize: c.maxHeaderSize,
+      requireHostHeader: true,
+      headersTimeout: c.clientHeaderTimeout,
+      // No whole-request deadline: a 1 GB upload may take long; pauses are what we bound.
+      requestTimeout: 0,
+      keepAliveTimeout: c.keepaliveTimeout,
+      connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(c.clientHeaderTimeout / 4))),
+      joinDuplicateHeaders: false,
+    });
+    // Node silently drops fields past maxHeadersCount; allow one more so checkRequest sees the excess.
+    server.maxHeadersCount = c.maxHeaderCount + 1;
+    // A client that half-closes after its request still gets its answer (Node drops it otherwise).
+    (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+    server.timeout = 0;
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => this.handle(req, res));
+    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.handleContinue(req, res));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.onClientError(err, socket));
+    server.on('timeout', (socket: Socket) => this.onSocketTimeout(socket));
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.handleUpgrade(req, socket, head));
+    server.on('connect', (req: IncomingMessage, socket: Socket) => {
+      this.logRaw(socket, 405, sendRawError(socket, 405), `${req.method} ${req.url} HTTP/${req.httpVersion}`);
+    });
+    return server;
+  }
+
+  /** `Expect: 100-continue`: refuse a too-large body before the client sends it, else invite it. */
+  private handleContinue(req: IncomingMessage, res: ServerResponse): void {
+    if (!this.tooLarge(req)) res.writeContinue();
+    this.handle(req, res);
+  }
+
+  private tooLarge(req: IncomingMessage): boolean {
+    const cl = req.headers['content-length'];
+    return cl !== undefined && this.config.clientMaxBodySize > 0 && Number(cl) > this.config.clientMaxBodySize;
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now();
+    if (this.stopping) res.shouldKeepAlive = false;
+    const bad = checkRequest(req, this.config);
+    if (bad) return this.reject(req, res, bad, started);
+    if (this.tooLarge(req)) return this.reject(req, res, new GatewayError('GW_ERR_BODY_TOO_LARGE'), started);
+
+    let path = req.url as string;
+    if (path.charCodeAt(0) !== 47 /* / */ && !(path === '*' && req.method === 'OPTIONS')) {
+      // RFC 9112 3.2.2: absolute-form; its authority replaces Host.
+      let url: URL | undefined;
+      try {
+        url = /^https?:\/\//i.test(path) ? new URL(path) : undefined;
+      } catch {
+        url = undefined;
+      }
+      if (!url) return this.reject(req, res, new GatewayError('GW_ERR_BAD_REQUEST', 'bad request target'), started);
+      path = url.pathname + url.search;
+      req.headers.host = url.host;
+    }
+
+    const { headers } = upstreamHeaders(req, this.ctx);
+    const te = req.headers['transfer-encoding'];
+    const cl = req.headers['content-length'];
+    const hasBody = cl !== undefined ? cl !== '0' : te !== undefined;
+    const socket = req.socket;
+    // Phase deadlines: nginx's client_body_timeout while the body arrives, send_timeout after.
+    socket.setTimeout(hasBody && !req.complete ? this.config.clientBodyTimeout : this.config.sendTimeout);
+    if (hasBody && this.config.clientBodyTimeout !== this.config.sendTimeout) {
+      req.once('end', () => socket.setTimeout(this.config.sendTimeout));
+    }
+
+    const exchange = new Exchange(req, res, this, started);
+    (res as TrackedResponse)[kExchange] = exchange;
+    let body: IncomingMessage | AsyncIterable<Buffer> | null = null;
+    if (hasBody) {
+      // A chunked body has no announced length: count it as it streams.
+      body = cl === undefined && this.config.clientMaxBodySize > 0 ? limitBody(req, this.config.clientMaxBodySize, exchange) : req;
+      watchUpload(req, this.config.proxySendTimeout, exchange);
+    }
+    this.active++;
+    this.pool.dispatch({ origin: 'http://localhost', method: req.method as string, path, headers, body: body as Dispatcher.DispatchOptions['body'] }, exchange);
+  }
+
+  private reject(req: IncomingMessage, res: ServerResponse, err: GatewayError, started: number): void {
+    this.active++;
+    this.fail(req, res, err);
+    this.finish(req, res, { status: err.status, bytesSent: 0, upstreamTime: undefined, error: err }, started);
+  }
+
+  /** ExchangeOwner: answer an error that came before any response byte. */
+  fail(req: IncomingMessage, res: ServerResponse, err: GatewayError): void {
+    if (res.destroyed || res.headersSent) {
+      res.destroy();
+    } else {
+      // Close after client errors and when the request body was not read to its end, so its
+      // unread bytes are never parsed as the next request.
+      const close = err.source === 'downstream' || !req.complete;
+      sendError(res, err.status, close);
+    }
+    if (err.source === 'upstream') this.log.error({ code: err.code, cause: (err.cause as NodeJS.ErrnoException | undefined)?.code, upstream: this.config.upstream }, err.message);
+    else if (err.source === 'internal') this.log.error({ err: err.cause }, err.message);
+  }
+
+  /** ExchangeOwner: the request is over (answered, failed or abandoned). */
+  finish(req: IncomingMessage, res: ServerResponse, r: ExchangeResult, started: number): void {
+    this.active--;
+    if (this.accessLog.enabled) {
+      this.accessLog.write({
+        remoteAddr: peerAddress(req.socket.remoteAddress),
+        method: req.method as string,
+        url: req.url as string,
+        httpVersion: req.httpVersion,
+        status: r.status,
+        bytesSent: r.bytesSent,
+        referer: req.headers.referer,
+        userAgent: req.headers['user-agent'],
+        requestTime: performance.now() - started,
+        upstreamTime: r.upstreamTime,
+        held: false,
+      });
+    }
+    if (this.stopping) {
+      setImmediate(() => this.closeIdle());
+      if (this.active === 0) this.drained?.();
+    }
+  }
+
+  private handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const bad = checkRequest(req, this.config);
+    if (bad || this.stopping) {
+      const status = bad ? bad.status : 503;
+      this.logRaw(socket, status, sendRawError(socket, status), `${req.method} ${req.url} HTTP/${req.httpVersion}`);
+      return;
+    }
+    this.upgrades.forward(req, socket, head, upstreamHeaders(req, this.ctx).headers);
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    if ((socket as Socket & { answered?: boolean }).answered) return;
+    (socket as Socket & { answered?: boolean }).answered = true;
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    let status = 400;
+    if (err.code === 'HPE_HEADER_OVERFLOW') status = 431;
+    else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') status = 408;
+    this.logRaw(socket, status, sendRawError(socket, status), '');
+  }
+
+  /**
+   * Socket idle past its phase deadline. While the body arrives: a client pause is a 408, an
+   * upstream that stopped reading is watchUpload's business. After: a client that does not read
+   * is cut; waiting on the upstream is the upstream read timeout's business.
+   */
+  private onSocketTimeout(socket: Socket): void {
+    const res = (socket as Socket & { _httpMessage?: TrackedResponse | null })._httpMessage;
+    if (!res) {
+      socket.destroy();
+      return;
+    }
+    const req = res.req;
+    if (!req.complete) {
+      if (req.readableLength > 0 || req.isPaused()) return;
+      res[kExchange]?.abort(new GatewayError('GW_ERR_REQUEST_TIMEOUT', 'client body timeout'));
+      return;
+    }
+    if (socket.writableLength > 0 || res.writableLength > 0) socket.destroy();
+  }
+
+  private logRaw(socket: Socket, status: number, bytes: number, request: string): void {
+    if (!this.accessLog.enabled) return;
+    const [method = '', url = '', proto = 'HTTP/1.1'] = request.split(' ');
+    this.accessLog.write({ remoteAddr: peerAddress(socket.remoteAddress), method, url, httpVersion: proto.replace('HTTP/', ''), status, bytesSent: bytes, referer: undefined, userAgent: undefined, requestTime: 0, upstreamTime: undefined, held: false });
+  }
+
+  private closeIdle(): void {
+    for (const s of this.servers) s.closeIdleConnections();
+  }
+
+  /**
+   * Graceful: stop accepting, let in-flight requests finish (bounded by shutdownTimeout), then cut
+   * what is left. Not graceful: cut everything now.
+   */
+  async stop(graceful: boolean): Promise<void> {
+    this.stopping = true;
+    const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    if (graceful && this.active > 0) {
+      this.closeIdle();
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.config.shutdownTimeout);
+        this.drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    for (const s of this.servers) s.closeAllConnections();
+    this.upgrades.closeAll();
+    await Promise.all(closed);
+    await this.pool.destroy();
+  }
+}
+
+/** An async iterable over the body that stops at `max` bytes with a 413. */
+async function* limitBody(req: IncomingMessage, max: number, exchange: Exchange): AsyncIterable<Buffer> {
+  let seen = 0;
+  for await (const chunk of req) {
+    seen += (chunk as Buffer).length;
+    if (seen > max) {
+      exchange.abort(new GatewayError('GW_ERR_BODY_TOO_LARGE'));
+      return;
+    }
+    yield chunk as Buffer;
+  }
+}
+
+/**
+ * nginx's proxy_send_timeout: the upstream stopped reading our upload. Seen as no socket progress
+ * while bytes wait in the request's buffer (a client pause leaves the buffer empty instead).
+ */
+function watchUpload(req: IncomingMessage, timeout: number, exchange: Exchange): void {
+  let last = req.socket.bytesRead;
+  const timer = setInterval(() => {
+    if (req.complete || req.destroyed) return clearInterval(timer);
+    const now = req.socket.bytesRead;
+    if (now === last && (req.readableLength > 0 || req.isPaused())) {
+      clearInterval(timer);
+      exchange.abort(new GatewayError('GW_ERR_UPSTREAM_TIMEOUT', 'upstream stopped reading the request body'));
+    }
+    last = now;
+  }, timeout);
+  timer.unref();
+  req.once('end', () => clearInterval(timer));
+  req.once('close', () => clearInterval(timer));
+}
