@@ -52,7 +52,10 @@ function primary() {
   const stop = (graceful) => {
     if (stopping) return;
     stopping = true;
-    for (const w of Object.values(cluster.workers)) graceful ? w.disconnect() : w.kill('SIGKILL');
+    for (const w of Object.values(cluster.workers)) {
+      if (graceful) w.disconnect();
+      else w.kill('SIGKILL');
+    }
     const done = () => {
       cleanup();
       process.exit(0);
