@@ -21,7 +21,7 @@ export interface KeySpec {
 export const SCHEMA = {
   listen: { kind: 'listen', default: ['0.0.0.0:80'], repeatable: true, doc: 'Public listeners, HOST:PORT, [V6]:PORT or PORT. Repeat the flag for more.' },
   upstream: { kind: 'path', default: '/tmp/web_server.sock', doc: 'Unix socket of the app server.' },
-  admin: { kind: 'hostport', default: '127.0.0.1:9145', nullable: true, doc: 'Admin listener (metrics, health). Loopback by default; null turns it off.' },
+  admin: { kind: 'hostport', default: '127.0.0.1:9145', nullable: true, doc: 'Admin listener for metrics and health checks, loopback by default; null turns it off. Validated now, served once the metrics work lands.' },
   accessLog: { kind: 'string', default: '-', doc: 'Access log file, `-` for stdout, `off` for none.' },
   accessLogFormat: { kind: 'enum', values: ['combined', 'json'], default: 'combined', doc: "nginx's `combined` line, or one JSON object per request." },
   logLevel: { kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], default: 'info', doc: 'Level of the structured (pino) log on stdout.' },
