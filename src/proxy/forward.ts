@@ -31,6 +31,8 @@ export function createUpstreamPool(o: UpstreamOptions): Pool {
   });
 }
 
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
 export interface ExchangeResult {
   status: number;
   bytesSent: number;
@@ -52,13 +54,16 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private bytesSent = 0;
   private upstreamTime: number | undefined;
   private done = false;
-  private readonly dispatchedAt = performance.now();
+  private dispatchedAt = 0;
+  private opts: Dispatcher.DispatchOptions | undefined;
+  private retried = false;
 
   constructor(
     private readonly req: IncomingMessage,
     private readonly res: ServerResponse,
     private readonly owner: ExchangeOwner,
     private readonly started: number,
+    private readonly dispatcher: Dispatcher,
   ) {
     this.onDrain = this.onDrain.bind(this);
     // One listener covers both ends: a client gone before we finished aborts the upstream request.
@@ -68,6 +73,24 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   private pendingAbort: Error | undefined;
+
+  start(opts: Dispatcher.DispatchOptions): void {
+    this.opts = opts;
+    this.dispatchedAt = performance.now();
+    this.dispatcher.dispatch(opts, this);
+  }
+
+  /**
+   * A pooled keep-alive connection the app server closed just as we reused it fails before any
+   * response byte: the request did not reach the app. Sent again once, on a fresh connection, when
+   * that is safe: an idempotent method (RFC 9110 9.2.2) and no request body.
+   */
+  private retryable(err: Error): boolean {
+    if (this.retried || this.status !== 0 || this.res.destroyed || !this.opts || this.opts.body != null) return false;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'UND_ERR_SOCKET' && code !== 'ECONNRESET' && code !== 'EPIPE') return false;
+    return IDEMPOTENT.has(this.opts.method);
+  }
 
   onConnect(abort: (err?: Error) => void): void {
     this.abortUpstream = abort as (err: Error) => void;
@@ -113,6 +136,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onError(err: Error): void {
     if (this.done) return;
+    if (this.retryable(err)) {
+      this.retried = true;
+      this.abortUpstream = undefined;
+      this.start(this.opts as Dispatcher.DispatchOptions);
+      return;
+    }
     this.done = true;
     // A client that went away shows up as a body stream error; it is not the upstream's fault.
     const gw = this.res.destroyed && !(err instanceof GatewayError) ? new GatewayError('GW_ERR_CLIENT_ABORTED', undefined, { cause: err }) : toGatewayError(err);

@@ -147,7 +147,7 @@ export class ProxyServer implements ExchangeOwner {
       req.once('end', () => socket.setTimeout(this.config.sendTimeout));
     }
 
-    const exchange = new Exchange(req, res, this, started);
+    const exchange = new Exchange(req, res, this, started, this.pool);
     (res as TrackedResponse)[kExchange] = exchange;
     let body: IncomingMessage | AsyncIterable<Buffer> | null = null;
     if (hasBody) {
@@ -156,7 +156,7 @@ export class ProxyServer implements ExchangeOwner {
       watchUpload(req, this.config.proxySendTimeout, exchange);
     }
     this.active++;
-    this.pool.dispatch({ origin: 'http://localhost', method: req.method as string, path, headers, body: body as Dispatcher.DispatchOptions['body'] }, exchange);
+    exchange.start({ origin: 'http://localhost', method: req.method as string, path, headers, body: body as Dispatcher.DispatchOptions['body'] });
   }
 
   private reject(req: IncomingMessage, res: ServerResponse, err: GatewayError, started: number): void {
