@@ -443,6 +443,7 @@ function report(results, opts) {
     node: process.version,
     cpus: os.cpus().length,
     pinned: CAN_PIN,
+    loadAverageAtStart: opts.loadAverageAtStart,
     wrk: { threads: 1, connections: opts.connections, duration: opts.duration, runs: opts.runs },
     results,
   }, null, 2)}\n`);
@@ -458,6 +459,9 @@ async function main() {
   const selected = CONTENDERS.filter((c) => !opts.only || opts.only.includes(c.name));
 
   if (!CAN_PIN) console.error('warning: fewer than 2 cores or no taskset; running unpinned, figures are not comparable');
+  // Anything else burning CPU (a test run, a build) silently skews every row.
+  const load = (opts.loadAverageAtStart = os.loadavg()[0]);
+  if (load > 0.5) console.error(`warning: load average is ${load.toFixed(2)} before starting; other work on this machine will skew the figures`);
   // wrk and nginx (the upstream) are needed whatever is selected.
   const missing = await ensureTools([...new Set(['wrk', 'nginx', ...selected.flatMap((c) => c.needs)])]);
   if (missing.wrk) throw new Error(missing.wrk);
