@@ -4,7 +4,7 @@
  * front of Rails on these hosts (client_max_body_size 50m, keepalive_timeout 65, 60 s timeouts).
  */
 
-export type Kind = 'string' | 'path' | 'listen' | 'hostport' | 'duration' | 'size' | 'count' | 'bool' | 'cidrs' | 'enum';
+export type Kind = 'string' | 'path' | 'listen' | 'hostport' | 'duration' | 'size' | 'count' | 'bool' | 'cidrs' | 'enum' | 'methods';
 
 export interface KeySpec {
   kind: Kind;
@@ -42,6 +42,14 @@ export const SCHEMA = {
   upstreamKeepaliveTimeout: { kind: 'duration', default: '4s', doc: "Idle time a pooled upstream connection is kept. Keep it below the app server's own (Puma: 20 s)." },
   upstreamConnections: { kind: 'count', default: 128, doc: 'Most connections open to the upstream at once.' },
   shutdownTimeout: { kind: 'duration', default: '30s', doc: 'On QUIT/TERM, how long in-flight requests may take to finish before connections are cut.' },
+  control: { kind: 'path', default: '/tmp/web_server_gateway.ctl', nullable: true, doc: 'Control socket (mode 0600) for `gateway pause`, `resume`, `status`; null turns it off.' },
+  holdTimeout: { kind: 'duration', default: '30s', doc: 'While the app server cannot accept, a request waits this long (from its arrival) for it to come back, then gets 503. 0 turns holding off (502 at once, as nginx).' },
+  holdMaxRequests: { kind: 'count', default: 10000, doc: 'Most requests held at once; more get 503 at once.' },
+  holdMaxBytes: { kind: 'size', default: '64m', doc: 'Most request data (heads and what was already read of bodies) held at once; more gets 503 at once.' },
+  holdRetryAfter: { kind: 'duration', default: '5s', doc: 'Retry-After sent with a 503 from the gate, rounded up to whole seconds.' },
+  holdPage: { kind: 'path', default: null, nullable: true, doc: 'HTML file sent with a 503 from the gate (like public/503.html); null: a built-in page.' },
+  replayMethods: { kind: 'methods', default: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'], repeatable: true, doc: 'Methods replayed once if the app server dies after the request was sent (RFC 9110 idempotent methods). POST is never replayed unless listed.' },
+  replayBufferSize: { kind: 'size', default: '64k', doc: 'A request body up to this size is kept while sent so the request can be replayed; a larger body makes it not replayable.' },
 } as const satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof SCHEMA;
@@ -72,6 +80,14 @@ export interface GatewayConfig {
   upstreamKeepaliveTimeout: number;
   upstreamConnections: number;
   shutdownTimeout: number;
+  control: string | null;
+  holdTimeout: number;
+  holdMaxRequests: number;
+  holdMaxBytes: number;
+  holdRetryAfter: number;
+  holdPage: string | null;
+  replayMethods: string[];
+  replayBufferSize: number;
 }
 
 export function flagOf(key: string): string {
