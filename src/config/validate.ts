@@ -29,7 +29,8 @@ export function validateConfig(raw: Record<string, unknown>): { config?: Gateway
   const problems: Problem[] = [];
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(raw)) {
-    if (!(key in SCHEMA)) {
+    // Own keys only: `in` also finds Object.prototype's, so "constructor" or --to-string passed as known.
+    if (!Object.hasOwn(SCHEMA, key)) {
       const near = closest(key, CONFIG_KEYS);
       problems.push({ key, value: raw[key], message: 'unknown key', fix: near ? `did you mean "${near}" (${flagOf(near)})?` : `remove it; known keys: ${CONFIG_KEYS.join(', ')}` });
     }
