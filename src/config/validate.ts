@@ -91,11 +91,18 @@ function convert(key: string, spec: KeySpec, value: unknown): Converted {
       if (list.length === 0) return { problem: { message: 'needs at least one listener', fix: `e.g. ["0.0.0.0:80"]` } };
       const parsed = [];
       for (const item of list) {
-        const hp = parseHostPort(item);
+        const hp = parseHostPort(typeof item === "number" ? String(item) : item);
         if (!hp) return { problem: { message: `${JSON.stringify(item)} is not HOST:PORT`, fix: 'write e.g. 0.0.0.0:80, [::]:80 or 8080' } };
         parsed.push(hp);
       }
       return { value: parsed };
+    }
+    case 'methods': {
+      const list = Array.isArray(value) ? value : String(value).split(/[\s,]+/).filter(Boolean);
+      for (const item of list) {
+        if (typeof item !== 'string' || !/^[A-Z]+$/.test(item)) return { problem: { message: `${JSON.stringify(item)} is not an HTTP method`, fix: 'write methods in upper case, e.g. ["GET", "HEAD", "PUT"]' } };
+      }
+      return { value: list };
     }
     case 'cidrs': {
       const list = Array.isArray(value) ? value : [value];
