@@ -77,6 +77,10 @@ export function toGatewayError(err: unknown): GatewayError {
       return new GatewayError('GW_ERR_CLIENT_ABORTED', undefined, { cause: err });
     default:
       if (code.startsWith('HPE_')) return new GatewayError('GW_ERR_UPSTREAM_BAD_RESPONSE', code, { cause: err });
+      // undici 7 builds HTTPParserError's code from llhttp's ERROR table, which has no reverse
+      // (number → name) entries, so a response that is not HTTP arrives with `code` undefined. Match
+      // the class name, or garbage from the app becomes a 500 instead of a 502.
+      if ((err as { name?: string } | undefined)?.name === 'HTTPParserError') return new GatewayError('GW_ERR_UPSTREAM_BAD_RESPONSE', undefined, { cause: err });
       return new GatewayError('GW_ERR_INTERNAL', undefined, { cause: err });
   }
 }
