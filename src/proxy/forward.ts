@@ -43,7 +43,10 @@ export interface ExchangeResult {
 /** What the exchange needs from its owner: where to report the outcome and how to answer errors. */
 export interface ExchangeOwner {
   finish(req: IncomingMessage, res: ServerResponse, result: ExchangeResult, started: number): void;
-  fail(req: IncomingMessage, res: ServerResponse, err: GatewayError): void;
+  /** Answers `err`; returns the body bytes sent (the error page), for the access log. */
+  fail(req: IncomingMessage, res: ServerResponse, err: GatewayError): number;
+  /** A graceful stop has begun. */
+  readonly stopping: boolean;
 }
 
 /** A legacy-style undici handler: undici calls these directly, with raw header buffers. */
@@ -112,6 +115,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.status = statusCode;
     this.resumeUpstream = resume;
     if (this.res.destroyed) return false;
+    // A request in flight when the stop began answers with Connection: close (docs/proxy.md), so
+    // the client does not send its next request on a connection we are about to close.
+    if (this.owner.stopping) this.res.shouldKeepAlive = false;
     this.res.writeHead(statusCode, statusText || undefined, downstreamHeaders(rawHeaders));
     return true;
   }
@@ -150,7 +156,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
       // response (no final chunk, short Content-Length), never a clean end.
       this.res.destroy(gw);
     } else if (gw.code !== 'GW_ERR_CLIENT_ABORTED') {
-      this.owner.fail(this.req, this.res, gw);
+      // The error page is the answer, and the request is over: finish() must still run, or the
+      // 502/504/413/408 is never logged and graceful stop waits its full timeout for a request
+      // that will never end (test/integration/graceful-stop.test.ts, access-log.test.ts).
+      const bytes = this.owner.fail(this.req, this.res, gw);
+      this.owner.finish(this.req, this.res, { status: gw.status, bytesSent: bytes, upstreamTime: this.upstreamTime, error: gw }, this.started);
       return;
     }
     const status = this.res.headersSent ? this.status : gw.status;

@@ -13,7 +13,8 @@ import { errorPage, reasonOf } from './errors.js';
 const LINGER_MS = 5_000;
 const LINGER_BYTES = 1024 * 1024;
 
-export function sendError(res: ServerResponse, status: number, close: boolean, extra?: Record<string, string>): void {
+/** Returns the body bytes sent ($body_bytes_sent: the page, none for HEAD). */
+export function sendError(res: ServerResponse, status: number, close: boolean, extra?: Record<string, string>): number {
   const body = errorPage(status);
   if (close) {
     res.shouldKeepAlive = false;
@@ -25,7 +26,9 @@ export function sendError(res: ServerResponse, status: number, close: boolean, e
     ...(close ? { Connection: 'close' } : {}),
     ...extra,
   });
-  res.end(res.req.method === 'HEAD' ? undefined : body);
+  const head = res.req.method === 'HEAD';
+  res.end(head ? undefined : body);
+  return head ? 0 : body.length;
 }
 
 /** For parser errors: no ServerResponse exists, the socket is ours. */

@@ -28,7 +28,8 @@ export class ProxyServer implements ExchangeOwner {
   private readonly ctx: ForwardContext;
   private readonly upgrades: UpgradeProxy;
   private active = 0;
-  private stopping = false;
+  /** ExchangeOwner: a graceful stop has begun. */
+  stopping = false;
   private drained: (() => void) | undefined;
 
   constructor(
@@ -161,22 +162,24 @@ export class ProxyServer implements ExchangeOwner {
 
   private reject(req: IncomingMessage, res: ServerResponse, err: GatewayError, started: number): void {
     this.active++;
-    this.fail(req, res, err);
-    this.finish(req, res, { status: err.status, bytesSent: 0, upstreamTime: undefined, error: err }, started);
+    const bytes = this.fail(req, res, err);
+    this.finish(req, res, { status: err.status, bytesSent: bytes, upstreamTime: undefined, error: err }, started);
   }
 
   /** ExchangeOwner: answer an error that came before any response byte. */
-  fail(req: IncomingMessage, res: ServerResponse, err: GatewayError): void {
+  fail(req: IncomingMessage, res: ServerResponse, err: GatewayError): number {
+    let bytes = 0;
     if (res.destroyed || res.headersSent) {
       res.destroy();
     } else {
       // Close after client errors and when the request body was not read to its end, so its
       // unread bytes are never parsed as the next request.
       const close = err.source === 'downstream' || !req.complete;
-      sendError(res, err.status, close);
+      bytes = sendError(res, err.status, close);
     }
     if (err.source === 'upstream') this.log.error({ code: err.code, cause: (err.cause as NodeJS.ErrnoException | undefined)?.code, upstream: this.config.upstream }, err.message);
     else if (err.source === 'internal') this.log.error({ err: err.cause }, err.message);
+    return bytes;
   }
 
   /** ExchangeOwner: the request is over (answered, failed or abandoned). */
