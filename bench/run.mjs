@@ -267,7 +267,7 @@ const CONTENDERS = [
     },
     start: ({ port, sock }) => start('gateway', node, [
       GATEWAY_CLI, 'run', '--listen', `127.0.0.1:${port}`, '--upstream', sock,
-      '--admin', '127.0.0.1:0', '--access-log', 'off',
+      '--admin', '127.0.0.1:0', '--access-log', 'off', '--control', 'null',
     ], { cpu: 0 }),
   },
   {
