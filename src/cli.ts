@@ -9,14 +9,37 @@ import { CONFIG_KEYS, SCHEMA, flagOf } from './config/schema.js';
 import { formatProblem, validateConfig, type Problem } from './config/validate.js';
 import { Gateway } from './gateway.js';
 import { createLogger } from './log/logger.js';
+import { sendCommand } from './control/client.js';
 
 function usage(): string {
-  const lines = ['usage: gateway run [--config FILE] [options]', '       gateway check [--config FILE] [options]', '', 'options (each also a key of the JSON config file):'];
+  const lines = [
+    'usage: gateway run [--config FILE] [options]',
+    '       gateway check [--config FILE] [options]',
+    '       gateway pause|resume|status [--control PATH]   hold new requests / let them go / show the gate',
+    '', 'options (each also a key of the JSON config file):'];
   for (const key of CONFIG_KEYS) {
     const spec = SCHEMA[key];
     lines.push(`  ${flagOf(key).padEnd(30)} ${spec.doc} (default: ${JSON.stringify(spec.default)}; key "${key}")`);
   }
   return lines.join('\n') + '\n';
+}
+
+/** `gateway pause|resume|status [--control PATH]`: one command to the running gateway. */
+async function control(command: string, argv: string[]): Promise<number> {
+  const i = argv.indexOf('--control');
+  const path = i === -1 ? (SCHEMA.control.default as string) : argv[i + 1];
+  if (path === undefined) {
+    process.stderr.write('gateway: --control needs a path\n');
+    return 2;
+  }
+  try {
+    const reply = await sendCommand(path, command);
+    process.stdout.write(JSON.stringify(reply, null, 2) + '\n');
+    return reply.ok === true ? 0 : 1;
+  } catch (err) {
+    process.stderr.write(`gateway: ${(err as Error).message}\n`);
+    return 1;
+  }
 }
 
 function configFrom(argv: string[]): { config?: ReturnType<typeof validateConfig>['config']; problems: Problem[] } {
@@ -36,8 +59,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`web-server-gateway ${pkg.version}\n`);
     return 0;
   }
+  if (command === 'pause' || command === 'resume' || command === 'status') return control(command, rest);
   if (command !== 'run' && command !== 'check') {
-    process.stderr.write(`gateway: unknown command "${command}"; use run or check\n${usage()}`);
+    process.stderr.write(`gateway: unknown command "${command}"; use run, check, pause, resume or status\n${usage()}`);
     return 2;
   }
   const { config, problems } = configFrom(rest);

@@ -3,15 +3,18 @@
  * stops. Later subsystems (the holding gate, the supervisor, metrics) meet here and only here.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { GatewayConfig } from './config/schema.js';
 import type { Logger } from './log/logger.js';
 import { AccessLog } from './proxy/access-log.js';
 import { ProxyServer } from './proxy/server.js';
+import { ControlServer, type CommandHandler } from './control/server.js';
 
 export class Gateway {
   readonly accessLog: AccessLog;
   readonly proxy: ProxyServer;
+  readonly control: ControlServer | undefined;
   addresses: AddressInfo[] = [];
 
   constructor(
@@ -19,12 +22,47 @@ export class Gateway {
     private readonly log: Logger,
   ) {
     this.accessLog = new AccessLog(config.accessLog, config.accessLogFormat);
-    this.proxy = new ProxyServer(config, log.child({ component: 'proxy' }), this.accessLog);
+    const holdPage = config.holdPage === null ? undefined : readFileSync(config.holdPage);
+    this.proxy = new ProxyServer(config, log.child({ component: 'proxy' }), this.accessLog, holdPage);
+    if (config.control !== null) this.control = new ControlServer(config.control, this.commands(), log.child({ component: 'control' }));
+  }
+
+  /** What `gateway pause|resume|status` do. */
+  private commands(): Map<string, CommandHandler> {
+    const gate = this.proxy.gate;
+    const status = () => ({
+      pid: process.pid,
+      upstream: this.config.upstream,
+      upstreamUp: gate.upstreamUp,
+      paused: gate.paused,
+      held: gate.depth,
+      heldBytes: gate.heldBytes,
+      stats: { ...gate.stats },
+    });
+    return new Map<string, CommandHandler>([
+      ['status', status],
+      [
+        'pause',
+        () => {
+          gate.pause('control');
+          return status();
+        },
+      ],
+      [
+        'resume',
+        () => {
+          gate.resume('control');
+          return status();
+        },
+      ],
+    ]);
   }
 
   async start(): Promise<AddressInfo[]> {
     await this.accessLog.ready();
     this.addresses = await this.proxy.listen();
+    // Created before privileges are dropped, so it is owned by the user who started the gateway.
+    await this.control?.listen();
     if (this.config.user !== null) dropPrivileges(this.config.user);
     this.log.info({ listen: this.addresses.map((a) => `${a.address}:${a.port}`), upstream: this.config.upstream, uid: process.getuid?.() }, 'gateway started');
     return this.addresses;
@@ -32,6 +70,7 @@ export class Gateway {
 
   async stop(graceful: boolean): Promise<void> {
     this.log.info({ graceful }, 'gateway stopping');
+    await this.control?.close();
     await this.proxy.stop(graceful);
     this.accessLog.close();
   }

@@ -15,6 +15,7 @@ export const CODES = {
   GW_ERR_UPSTREAM_RESET: { status: 502, source: 'upstream', retryable: false, message: 'upstream closed the connection' },
   GW_ERR_UPSTREAM_BAD_RESPONSE: { status: 502, source: 'upstream', retryable: false, message: 'upstream sent an invalid response' },
   GW_ERR_UPSTREAM_PERMISSION: { status: 502, source: 'upstream', retryable: false, message: 'upstream socket not accessible' },
+  GW_ERR_HOLD_EXPIRED: { status: 503, source: 'upstream', retryable: false, message: 'app server did not come back in time, or too many requests wait for it' },
   GW_ERR_CLIENT_ABORTED: { status: 499, source: 'downstream', retryable: false, message: 'client closed the connection' },
   GW_ERR_BAD_REQUEST: { status: 400, source: 'downstream', retryable: false, message: 'bad request' },
   GW_ERR_REQUEST_TIMEOUT: { status: 408, source: 'downstream', retryable: false, message: 'client too slow' },

@@ -6,7 +6,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import { GatewayError, toGatewayError } from './errors.js';
-import { downstreamHeaders } from './headers.js';
+import { DOWN_CODES, type Admission, type Waiter } from './gate.js';
+import { downstreamHeaders, peerAddress } from './headers.js';
 
 export interface UpstreamOptions {
   socketPath: string;
@@ -31,8 +32,6 @@ export function createUpstreamPool(o: UpstreamOptions): Pool {
   });
 }
 
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
-
 export interface ExchangeResult {
   status: number;
   bytesSent: number;
@@ -47,10 +46,19 @@ export interface ExchangeOwner {
   fail(req: IncomingMessage, res: ServerResponse, err: GatewayError): number;
   /** A graceful stop has begun. */
   readonly stopping: boolean;
+  /** The app server cannot accept (or the gate is paused): offer the exchange to the gate. */
+  hold(exchange: Exchange, upstreamDown: boolean): Admission;
+  /** A held exchange's client went away (499), or the gate answered it (503). */
+  unhold(exchange: Exchange): void;
+  /** Counts a replay. */
+  replayed(): void;
 }
 
-/** A legacy-style undici handler: undici calls these directly, with raw header buffers. */
-export class Exchange implements Dispatcher.DispatchHandler {
+/**
+ * A legacy-style undici handler: undici calls these directly, with raw header buffers. It is also
+ * the gate's Waiter: a held exchange is released (dispatched) or expired (503) by the gate.
+ */
+export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   private abortUpstream: ((err: Error) => void) | undefined;
   private resumeUpstream: (() => void) | undefined;
   private status = 0;
@@ -60,6 +68,21 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private dispatchedAt = 0;
   private opts: Dispatcher.DispatchOptions | undefined;
   private retried = false;
+  /** The request waited in the gate at some point (access log `held`). */
+  wasHeld = false;
+  /** Waiting in the gate now. */
+  private holding = false;
+  /** Body chunks kept for a replay, while they fit in the replay buffer. */
+  private kept: Buffer[] | undefined;
+  private keptBytes = 0;
+  private keepLimit = 0;
+  readonly arrived: number;
+  readonly bytes: number;
+  /**
+   * The client address, read now: once a response with a fully read body ends, Node detaches the
+   * socket and `req.socket` is null (a POST was never access-logged because of it).
+   */
+  readonly peer: string;
 
   constructor(
     private readonly req: IncomingMessage,
@@ -67,12 +90,96 @@ export class Exchange implements Dispatcher.DispatchHandler {
     private readonly owner: ExchangeOwner,
     private readonly started: number,
     private readonly dispatcher: Dispatcher,
+    /** Methods that may be sent again after the app server died with the request in flight. */
+    private readonly replayMethods: ReadonlySet<string>,
   ) {
     this.onDrain = this.onDrain.bind(this);
+    this.onClientGone = this.onClientGone.bind(this);
+    this.arrived = started;
+    this.peer = peerAddress(req.socket.remoteAddress);
+    // What a held request keeps in memory: its head (the body stays in the client's TCP buffers).
+    let bytes = 64 + (req.url?.length ?? 0);
+    for (const h of req.rawHeaders) bytes += h.length + 2;
+    this.bytes = bytes;
     // One listener covers both ends: a client gone before we finished aborts the upstream request.
-    res.once('close', () => {
-      if (!this.done) this.abort(new GatewayError('GW_ERR_CLIENT_ABORTED'));
-    });
+    res.once('close', this.onClientGone);
+  }
+
+  private onClientGone(): void {
+    if (this.done) return;
+    if (this.holding) {
+      // Nothing was sent upstream for it, and nothing will be.
+      this.holding = false;
+      this.done = true;
+      this.owner.unhold(this);
+      this.owner.finish(this.req, this.res, { status: 499, bytesSent: 0, upstreamTime: undefined, error: new GatewayError('GW_ERR_CLIENT_ABORTED') }, this.started);
+      return;
+    }
+    this.abort(new GatewayError('GW_ERR_CLIENT_ABORTED'));
+  }
+
+  /** Waits in the gate before the first dispatch (the gate is closed or paused). */
+  hold(opts: Dispatcher.DispatchOptions): void {
+    this.opts = opts;
+    this.park('closed');
+  }
+
+  private park(reason: 'closed' | 'down'): void {
+    this.holding = true;
+    this.wasHeld = true;
+    // A client that gives up while held closes its socket: its FIN drops it from the queue (nginx
+    // answers 499 the same way while it waits on an upstream). Only bodiless requests let the
+    // parser see the FIN; a held request with a body is dropped when its socket closes.
+    this.req.socket.once('end', this.onClientGone);
+    const admission = this.owner.hold(this, reason === 'down');
+    if (admission === 'held') return;
+    this.holding = false;
+    this.req.socket.off('end', this.onClientGone);
+    if (admission === 'overflow') this.expire();
+    // Holding is off: go now (and get nginx's 502 if the app is still down).
+    else if (reason === 'closed') this.start(this.opts as Dispatcher.DispatchOptions);
+  }
+
+  /** Waiter: the gate lets it go on. */
+  release(): void {
+    this.holding = false;
+    this.req.socket.off('end', this.onClientGone);
+    if (this.done || this.res.destroyed) return;
+    this.start(this.opts as Dispatcher.DispatchOptions);
+  }
+
+  /** Waiter: held past a bound; the owner answers 503 through unhold/fail. */
+  expire(): void {
+    this.holding = false;
+    this.req.socket.off('end', this.onClientGone);
+    if (this.done) return;
+    this.done = true;
+    this.owner.unhold(this);
+    const err = new GatewayError('GW_ERR_HOLD_EXPIRED');
+    const bytes = this.owner.fail(this.req, this.res, err);
+    this.owner.finish(this.req, this.res, { status: err.status, bytesSent: bytes, upstreamTime: undefined, error: err }, this.started);
+  }
+
+  /**
+   * Keeps body chunks as they are sent, up to `limit` bytes, so a request whose app server died
+   * after receiving it can be sent again. Returns the body to dispatch.
+   */
+  keepBody(body: AsyncIterable<Buffer> | NodeJS.ReadableStream, limit: number): AsyncIterable<Buffer> | NodeJS.ReadableStream {
+    if (limit <= 0 || !this.replayMethods.has(this.req.method as string)) return body;
+    this.kept = [];
+    this.keepLimit = limit;
+    return this.tee(body as AsyncIterable<Buffer>);
+  }
+
+  private async *tee(body: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
+    for await (const chunk of body) {
+      if (this.kept) {
+        this.keptBytes += chunk.length;
+        if (this.keptBytes > this.keepLimit) this.kept = undefined;
+        else this.kept.push(chunk);
+      }
+      yield chunk;
+    }
   }
 
   private pendingAbort: Error | undefined;
@@ -84,15 +191,21 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   /**
-   * A pooled keep-alive connection the app server closed just as we reused it fails before any
-   * response byte: the request did not reach the app. Sent again once, on a fresh connection, when
-   * that is safe: an idempotent method (RFC 9110 9.2.2) and no request body.
+   * The connection closed before any response byte: a pooled connection the app server closed as
+   * we reused it, or an app server that died with the request in flight. We cannot tell which, so
+   * the request is sent again once only when that is safe: a replayable method (RFC 9110 9.2.2
+   * idempotent ones by default; never POST) and a body that was empty or fully kept. The new
+   * attempt goes through the gate: if the app is down, it waits there.
    */
-  private retryable(err: Error): boolean {
-    if (this.retried || this.status !== 0 || this.res.destroyed || !this.opts || this.opts.body != null) return false;
+  private replayBody(err: Error): Dispatcher.DispatchOptions['body'] | false {
+    if (this.retried || this.status !== 0 || this.res.destroyed || !this.opts) return false;
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'UND_ERR_SOCKET' && code !== 'ECONNRESET' && code !== 'EPIPE') return false;
-    return IDEMPOTENT.has(this.opts.method);
+    if (!this.replayMethods.has(this.opts.method)) return false;
+    if (this.opts.body == null) return null;
+    // The whole body must have been read and kept.
+    if (!this.kept || !this.req.complete) return false;
+    return Buffer.concat(this.kept, this.keptBytes);
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -142,10 +255,17 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onError(err: Error): void {
     if (this.done) return;
-    if (this.retryable(err)) {
+    this.abortUpstream = undefined;
+    // Connecting failed: nothing was sent, so any method may wait for the app server to return.
+    if (this.status === 0 && DOWN_CODES.has((err as NodeJS.ErrnoException).code ?? '') && !this.res.destroyed) {
+      this.park('down');
+      if (this.holding || this.done) return;
+    }
+    const replay = this.replayBody(err);
+    if (replay !== false) {
       this.retried = true;
-      this.abortUpstream = undefined;
-      this.start(this.opts as Dispatcher.DispatchOptions);
+      this.owner.replayed();
+      this.start({ ...(this.opts as Dispatcher.DispatchOptions), body: replay });
       return;
     }
     this.done = true;

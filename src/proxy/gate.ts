@@ -135,7 +135,8 @@ export class Gate {
 
   /** A connect failed with one of DOWN_CODES: hold from now on and watch for the socket. */
   upstreamDown(): void {
-    if (this.closed) return;
+    // Holding off: nothing waits, so there is nothing to watch for.
+    if (this.closed || this.o.holdTimeout === 0) return;
     if (this.up) {
       this.up = false;
       this.onChange?.('down');

@@ -14,8 +14,8 @@ const LINGER_MS = 5_000;
 const LINGER_BYTES = 1024 * 1024;
 
 /** Returns the body bytes sent ($body_bytes_sent: the page, none for HEAD). */
-export function sendError(res: ServerResponse, status: number, close: boolean, extra?: Record<string, string>): number {
-  const body = errorPage(status);
+export function sendError(res: ServerResponse, status: number, close: boolean, extra?: Record<string, string>, page?: Buffer): number {
+  const body = page ?? errorPage(status);
   if (close) {
     res.shouldKeepAlive = false;
     lingerOnClose(res.socket);
@@ -32,9 +32,11 @@ export function sendError(res: ServerResponse, status: number, close: boolean, e
 }
 
 /** For parser errors: no ServerResponse exists, the socket is ours. */
-export function sendRawError(socket: Socket, status: number): number {
-  const body = errorPage(status);
-  const head = `HTTP/1.1 ${status} ${reasonOf(status)}\r\nContent-Type: text/html\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
+export function sendRawError(socket: Socket, status: number, extra?: Record<string, string>, page?: Buffer): number {
+  const body = page ?? errorPage(status);
+  let fields = '';
+  for (const [k, v] of Object.entries(extra ?? {})) fields += `${k}: ${v}\r\n`;
+  const head = `HTTP/1.1 ${status} ${reasonOf(status)}\r\nContent-Type: text/html\r\nContent-Length: ${body.length}\r\n${fields}Connection: close\r\n\r\n`;
   if (socket.writable) {
     linger(socket);
     socket.end(Buffer.concat([Buffer.from(head, 'latin1'), body]));

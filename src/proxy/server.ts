@@ -11,6 +11,7 @@ import type { Logger } from '../log/logger.js';
 import type { AccessLog } from './access-log.js';
 import { GatewayError } from './errors.js';
 import { createUpstreamPool, Exchange, type ExchangeOwner, type ExchangeResult } from './forward.js';
+import { DOWN_CODES, Gate, type Admission, type Waiter } from './gate.js';
 import { checkRequest, peerAddress, TrustedProxies, upstreamHeaders, type ForwardContext } from './headers.js';
 import { sendError, sendRawError } from './respond.js';
 import { UpgradeProxy } from './upgrade.js';
@@ -27,6 +28,10 @@ export class ProxyServer implements ExchangeOwner {
   private readonly servers: http.Server[] = [];
   private readonly ctx: ForwardContext;
   private readonly upgrades: UpgradeProxy;
+  readonly gate: Gate;
+  private readonly replayMethods: ReadonlySet<string>;
+  private readonly holdPage: Buffer | undefined;
+  private readonly retryAfter: Record<string, string>;
   private active = 0;
   /** ExchangeOwner: a graceful stop has begun. */
   stopping = false;
@@ -36,6 +41,8 @@ export class ProxyServer implements ExchangeOwner {
     private readonly config: GatewayConfig,
     private readonly log: Logger,
     private readonly accessLog: AccessLog,
+    /** The 503 page of the gate (holdPage), read once at start. */
+    holdPage?: Buffer,
   ) {
     this.pool = createUpstreamPool({
       socketPath: config.upstream,
@@ -46,6 +53,15 @@ export class ProxyServer implements ExchangeOwner {
     });
     this.ctx = { trusted: new TrustedProxies(config.trustedProxies), forwardedForUntrusted: config.forwardedForUntrusted, scheme: 'http' };
     this.upgrades = new UpgradeProxy(config.upstream, log.child({ component: 'upgrade' }));
+    this.gate = new Gate({ socketPath: config.upstream, holdTimeout: config.holdTimeout, maxRequests: config.holdMaxRequests, maxBytes: config.holdMaxBytes });
+    this.gate.onChange = (event) => {
+      if (event === 'down') this.log.warn({ upstream: config.upstream }, 'app server not accepting; holding requests');
+      else if (event === 'up') this.log.info({ upstream: config.upstream, held: this.gate.depth }, 'app server accepting; releasing held requests');
+      else this.log.info({ held: this.gate.depth }, `gate ${event}`);
+    };
+    this.replayMethods = new Set(config.replayMethods);
+    this.holdPage = holdPage;
+    this.retryAfter = { 'Retry-After': String(Math.max(1, Math.ceil(config.holdRetryAfter / 1000))) };
   }
 
   /** Binds every listener; on failure closes those already bound and throws one clear line. */
@@ -148,16 +164,34 @@ export class ProxyServer implements ExchangeOwner {
       req.once('end', () => socket.setTimeout(this.config.sendTimeout));
     }
 
-    const exchange = new Exchange(req, res, this, started, this.pool);
+    const exchange = new Exchange(req, res, this, started, this.pool, this.replayMethods);
     (res as TrackedResponse)[kExchange] = exchange;
-    let body: IncomingMessage | AsyncIterable<Buffer> | null = null;
+    let body: NodeJS.ReadableStream | AsyncIterable<Buffer> | null = null;
     if (hasBody) {
       // A chunked body has no announced length: count it as it streams.
       body = cl === undefined && this.config.clientMaxBodySize > 0 ? limitBody(req, this.config.clientMaxBodySize, exchange) : req;
+      // Small bodies of replayable requests are kept while sent (replayBufferSize).
+      if (cl === undefined || Number(cl) <= this.config.replayBufferSize) body = exchange.keepBody(body, this.config.replayBufferSize);
       watchUpload(req, this.config.proxySendTimeout, exchange);
     }
     this.active++;
-    exchange.start({ origin: 'http://localhost', method: req.method as string, path, headers, body: body as Dispatcher.DispatchOptions['body'] });
+    const opts: Dispatcher.DispatchOptions = { origin: 'http://localhost', method: req.method as string, path, headers, body: body as Dispatcher.DispatchOptions['body'] };
+    if (this.gate.open) exchange.start(opts);
+    else exchange.hold(opts);
+  }
+
+  /** ExchangeOwner: offer a request to the gate; a refusal is counted by the gate. */
+  hold(exchange: Exchange, upstreamDown: boolean): Admission {
+    if (upstreamDown) this.gate.upstreamDown();
+    return this.gate.hold(exchange);
+  }
+
+  unhold(exchange: Exchange): void {
+    this.gate.cancel(exchange);
+  }
+
+  replayed(): void {
+    this.gate.stats.replayed++;
   }
 
   private reject(req: IncomingMessage, res: ServerResponse, err: GatewayError, started: number): void {
@@ -175,7 +209,7 @@ export class ProxyServer implements ExchangeOwner {
       // Close after client errors and when the request body was not read to its end, so its
       // unread bytes are never parsed as the next request.
       const close = err.source === 'downstream' || !req.complete;
-      bytes = sendError(res, err.status, close);
+      bytes = err.code === 'GW_ERR_HOLD_EXPIRED' ? sendError(res, 503, close, this.retryAfter, this.holdPage) : sendError(res, err.status, close);
     }
     if (err.source === 'upstream') this.log.error({ code: err.code, cause: (err.cause as NodeJS.ErrnoException | undefined)?.code, upstream: this.config.upstream }, err.message);
     else if (err.source === 'internal') this.log.error({ err: err.cause }, err.message);
@@ -185,9 +219,16 @@ export class ProxyServer implements ExchangeOwner {
   /** ExchangeOwner: the request is over (answered, failed or abandoned). */
   finish(req: IncomingMessage, res: ServerResponse, r: ExchangeResult, started: number): void {
     this.active--;
-    if (this.accessLog.enabled) {
+    if (this.stopping) {
+      setImmediate(() => this.closeIdle());
+      if (this.active === 0) this.drained?.();
+    }
+    if (!this.accessLog.enabled) return;
+    // undici swallows what its handler callbacks throw: a bug here must at least be logged.
+    try {
+      const exchange = (res as TrackedResponse)[kExchange];
       this.accessLog.write({
-        remoteAddr: peerAddress(req.socket.remoteAddress),
+        remoteAddr: exchange?.peer ?? peerAddress(req.socket?.remoteAddress),
         method: req.method as string,
         url: req.url as string,
         httpVersion: req.httpVersion,
@@ -197,12 +238,10 @@ export class ProxyServer implements ExchangeOwner {
         userAgent: req.headers['user-agent'],
         requestTime: performance.now() - started,
         upstreamTime: r.upstreamTime,
-        held: false,
+        held: exchange?.wasHeld ?? false,
       });
-    }
-    if (this.stopping) {
-      setImmediate(() => this.closeIdle());
-      if (this.active === 0) this.drained?.();
+    } catch (err) {
+      this.log.error({ err }, 'access log entry failed');
     }
   }
 
@@ -213,7 +252,34 @@ export class ProxyServer implements ExchangeOwner {
       this.logRaw(socket, status, sendRawError(socket, status), `${req.method} ${req.url} HTTP/${req.httpVersion}`);
       return;
     }
-    this.upgrades.forward(req, socket, head, upstreamHeaders(req, this.ctx).headers);
+    const headers = upstreamHeaders(req, this.ctx).headers;
+    // Upgrades wait in the gate like any request while the app server cannot accept.
+    const waiter: Waiter = {
+      arrived: performance.now(),
+      bytes: 64 + head.length + req.rawHeaders.reduce((n, h) => n + h.length + 2, 0),
+      release: () => {
+        socket.off('close', cancel);
+        if (!socket.destroyed) go();
+      },
+      expire: () => {
+        socket.off('close', cancel);
+        this.logRaw(socket, 503, sendRawError(socket, 503, this.retryAfter, this.holdPage), `${req.method} ${req.url} HTTP/${req.httpVersion}`);
+      },
+    };
+    const cancel = () => this.gate.cancel(waiter);
+    const park = (): boolean => {
+      const admission = this.gate.hold(waiter);
+      if (admission === 'held') socket.once('close', cancel);
+      else if (admission === 'overflow') waiter.expire();
+      return admission !== 'off';
+    };
+    const go = () =>
+      this.upgrades.forward(req, socket, head, headers, (code) => {
+        if (!DOWN_CODES.has(code)) return false;
+        this.gate.upstreamDown();
+        return park();
+      });
+    if (this.gate.open || !park()) go();
   }
 
   private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
@@ -265,6 +331,8 @@ export class ProxyServer implements ExchangeOwner {
    */
   async stop(graceful: boolean): Promise<void> {
     this.stopping = true;
+    // Held requests would wait for an app server we no longer serve: 503 with Retry-After now.
+    this.gate.close();
     const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     if (graceful && this.active > 0) {
       this.closeIdle();

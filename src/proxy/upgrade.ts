@@ -3,8 +3,8 @@
  * request goes to the app socket with our forwarded headers, then bytes flow both ways. When either
  * side closes or fails, the other is destroyed too, so no file descriptor outlives its peer.
  */
-import type { IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
+import http, { type IncomingMessage } from 'node:http';
+import net, { type Socket } from 'node:net';
 import httpProxy from 'http-proxy';
 import type { Logger } from '../log/logger.js';
 import { toGatewayError } from './errors.js';
@@ -36,7 +36,36 @@ export class UpgradeProxy {
   }
 
   /** `headers` is the flat list built for plain requests; Connection and Upgrade are put back. */
-  forward(req: IncomingMessage, socket: Socket, head: Buffer, headers: string[]): void {
+  /**
+   * `headers` is the flat list built for plain requests; Connection and Upgrade are put back.
+   * The upstream connection is made here first, and handed to http-proxy through a one-off agent:
+   * a failed connect then never reaches http-proxy (which would end the client socket), so
+   * `onConnectError(code)` may take the socket over (the gate holds it until the app is back) and
+   * returns true when it did.
+   */
+  forward(req: IncomingMessage, socket: Socket, head: Buffer, headers: string[], onConnectError?: (code: string) => boolean): void {
+    const upstream = net.connect(this.socketPath);
+    const onError = (err: NodeJS.ErrnoException) => {
+      upstream.destroy();
+      if (socket.destroyed) return;
+      if (onConnectError?.(err.code ?? '')) return;
+      const gw = toGatewayError(err);
+      this.log.warn({ code: gw.code, cause: err.code }, 'upgrade failed');
+      sendRawError(socket, gw.status);
+    };
+    upstream.once('error', onError);
+    // The client left while we were connecting.
+    const onClientClose = () => upstream.destroy();
+    socket.once('close', onClientClose);
+    upstream.once('connect', () => {
+      upstream.off('error', onError);
+      socket.off('close', onClientClose);
+      if (socket.destroyed) return upstream.destroy();
+      this.proxyOver(req, socket, head, headers, upstream);
+    });
+  }
+
+  private proxyOver(req: IncomingMessage, socket: Socket, head: Buffer, headers: string[], upstream: Socket): void {
     const h: Record<string, string> = {};
     for (let i = 0; i < headers.length; i += 2) {
       const name = (headers[i] as string).toLowerCase();
@@ -48,7 +77,9 @@ export class UpgradeProxy {
     req.headers = h;
     socket.setTimeout(0);
     socket.on('error', () => socket.destroy());
-    this.proxy.ws(req, socket, head, { target: { socketPath: this.socketPath } as never }, (err: Error) => {
+    const agent = new http.Agent({ keepAlive: false });
+    agent.createConnection = () => upstream;
+    this.proxy.ws(req, socket, head, { target: { socketPath: this.socketPath } as never, agent }, (err: Error) => {
       const gw = toGatewayError(err);
       this.log.warn({ code: gw.code, cause: (err as NodeJS.ErrnoException).code }, 'upgrade failed');
       if (!socket.destroyed && socket.bytesWritten === 0) sendRawError(socket, gw.status);

@@ -14,6 +14,8 @@ export interface RunningGateway {
   url: string;
   /** Everything written to stdout and stderr so far. */
   output(): string;
+  /** Resolves with the output once it contains `text` (log lines arrive through a pipe, a bit later). */
+  waitForOutput(text: string, timeoutMs?: number): Promise<string>;
   /** Resolves with the exit code (or signal name). */
   exited: Promise<number | string>;
   stop(signal?: NodeJS.Signals): Promise<number | string>;
@@ -48,6 +50,11 @@ export async function startGateway(args: string[], opts: SpawnOptions = {}): Pro
     port,
     url: `http://127.0.0.1:${port}`,
     output: () => out,
+    async waitForOutput(text: string, timeoutMs = 3000) {
+      const end = Date.now() + timeoutMs;
+      while (!out.includes(text) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      return out;
+    },
     exited,
     async stop(signal: NodeJS.Signals = 'SIGINT') {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);

@@ -102,6 +102,17 @@ describe('access log, combined format', () => {
     expect(all[before]).toMatch(combined('GET /bare HTTP/1.1', 200, 12, '-', '-'));
   });
 
+  // Regression: once a response whose request body was fully read ends, Node detaches the socket
+  // (req.socket is null); reading the address then threw inside undici's callback, which swallowed
+  // it, and every forwarded request with a body went unlogged.
+  it('logs a forwarded request with a body', async () => {
+    const before = (await lines(file, 0)).length;
+    const r = await rawRequest(gw.port, 'POST /form HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello');
+    expect(r.status).toBe(200);
+    const all = await lines(file, before + 1);
+    expect(all[before]).toMatch(combined('POST /form HTTP/1.1', 200, 12, '-', '-'));
+  });
+
   it('logs a 413 refusal with its status and the error page bytes', async () => {
     const before = (await lines(file, 0)).length;
     const r = await rawRequest(gw.port, `POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\nUser-Agent: big\r\n\r\n${'x'.repeat(5000)}`);
@@ -156,7 +167,7 @@ describe('access log, combined format', () => {
 describe('access log, upstream failure', () => {
   it('logs a 502 (upstream socket missing) with its status and the error page bytes', async () => {
     const file = join(tmp.dir, 'missing.log');
-    const gw = await startGateway(['--upstream', join(tmp.dir, 'no-such.sock'), '--access-log', file]);
+    const gw = await startGateway(['--upstream', join(tmp.dir, 'no-such.sock'), '--access-log', file, '--hold-timeout', '0']);
     try {
       const r = await rawRequest(gw.port, 'GET /down HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
       expect(r.status).toBe(502);

@@ -153,7 +153,7 @@ describe('graceful stop, bounded', () => {
   it('SIGTERM right after a 502 exits at once (a failed request does not count as in flight)', async () => {
     // Regression: an error answered before any upstream byte never released its slot, so a stop
     // after any 502 waited the whole shutdownTimeout (30 s by default).
-    const gw = await startGateway(['--upstream', join(tmp.dir, 'missing.sock'), '--access-log', 'off']);
+    const gw = await startGateway(['--upstream', join(tmp.dir, 'missing.sock'), '--access-log', 'off', '--hold-timeout', '0']);
     try {
       const r = await rawRequest(gw.port, 'GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
       expect(r.status).toBe(502);

@@ -50,9 +50,10 @@ describe('upstream socket missing or refusing', () => {
   beforeAll(async () => {
     const dead = join(tmp.dir, 'dead.sock');
     await deadSocket(dead);
+    // Holding off (--hold-timeout 0): the gateway answers as nginx does, 502 at once.
     [missing, refused] = await Promise.all([
-      startGateway(['--upstream', join(tmp.dir, 'missing.sock'), '--access-log', 'off']),
-      startGateway(['--upstream', dead, '--access-log', 'off']),
+      startGateway(['--upstream', join(tmp.dir, 'missing.sock'), '--access-log', 'off', '--hold-timeout', '0']),
+      startGateway(['--upstream', dead, '--access-log', 'off', '--hold-timeout', '0']),
     ]);
   });
 
@@ -72,7 +73,7 @@ describe('upstream socket missing or refusing', () => {
     expect(body.length).toBe(Number(headers['content-length']?.[0]));
     expectNoInternals(body, tmp.dir);
     // The detail goes to the log, not the client.
-    expect(missing.output()).toContain('GW_ERR_UPSTREAM_MISSING');
+    expect(await missing.waitForOutput('GW_ERR_UPSTREAM_MISSING')).toContain('GW_ERR_UPSTREAM_MISSING');
   });
 
   it('answers 502 with no internals when the socket file exists but nothing listens (ECONNREFUSED)', async () => {
@@ -81,7 +82,7 @@ describe('upstream socket missing or refusing', () => {
     expect(status).toBe(502);
     expect(body).toMatch(/<h1>502 Bad Gateway<\/h1>/);
     expectNoInternals(body, tmp.dir);
-    expect(refused.output()).toContain('GW_ERR_UPSTREAM_REFUSED');
+    expect(await refused.waitForOutput('GW_ERR_UPSTREAM_REFUSED')).toContain('GW_ERR_UPSTREAM_REFUSED');
   });
 });
 

@@ -222,7 +222,7 @@ describe('websocket', () => {
   });
 
   it('an upgrade to a missing upstream socket gets 502', async () => {
-    const missing = await startGateway(['--upstream', join(tmp.dir, 'no-such.sock'), '--access-log', 'off']);
+    const missing = await startGateway(['--upstream', join(tmp.dir, 'no-such.sock'), '--access-log', 'off', '--hold-timeout', '0']);
     try {
       const r = await rawRequest(missing.port, 'GET /cable HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
       expect(r.status).toBe(502);
