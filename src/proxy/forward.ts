@@ -77,7 +77,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   private keptBytes = 0;
   private keepLimit = 0;
   readonly arrived: number;
-  readonly bytes: number;
+  private headBytes = -1;
   /**
    * The client address, read now: once a response with a fully read body ends, Node detaches the
    * socket and `req.socket` is null (a POST was never access-logged because of it).
@@ -97,12 +97,19 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     this.onClientGone = this.onClientGone.bind(this);
     this.arrived = started;
     this.peer = peerAddress(req.socket.remoteAddress);
-    // What a held request keeps in memory: its head (the body stays in the client's TCP buffers).
-    let bytes = 64 + (req.url?.length ?? 0);
-    for (const h of req.rawHeaders) bytes += h.length + 2;
-    this.bytes = bytes;
     // One listener covers both ends: a client gone before we finished aborts the upstream request.
     res.once('close', this.onClientGone);
+  }
+
+  /** Waiter: what a held request keeps in memory, its head (the body stays in the client's TCP
+   * buffers). Computed only for requests that are held: the common path never pays for it. */
+  get bytes(): number {
+    if (this.headBytes < 0) {
+      let bytes = 64 + (this.req.url?.length ?? 0);
+      for (const h of this.req.rawHeaders) bytes += h.length + 2;
+      this.headBytes = bytes;
+    }
+    return this.headBytes;
   }
 
   private onClientGone(): void {
