@@ -23,7 +23,7 @@ export class Gateway {
   ) {
     this.accessLog = new AccessLog(config.accessLog, config.accessLogFormat);
     const holdPage = config.holdPage === null ? undefined : readFileSync(config.holdPage);
-    this.proxy = new ProxyServer(config, log.child({ component: 'proxy' }), this.accessLog, holdPage);
+    this.proxy = new ProxyServer(config, log.child({ component: 'proxy' }), this.accessLog, { holdPage, socketOwners: socketOwners(config) });
     if (config.control !== null) this.control = new ControlServer(config.control, this.commands(), log.child({ component: 'control' }));
   }
 
@@ -79,6 +79,15 @@ export class Gateway {
     this.accessLog.reopen();
     this.log.info('logs reopened');
   }
+}
+
+/**
+ * Who may own the upstream socket: the gateway's own user and root (the app server usually runs as
+ * the deploy user that also starts the gateway, or as root on these hosts).
+ */
+function socketOwners(_config: GatewayConfig): number[] {
+  const uid = process.getuid?.();
+  return uid === undefined ? [] : [...new Set([uid, 0])];
 }
 
 export class PrivilegeError extends Error {

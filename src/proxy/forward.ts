@@ -4,7 +4,8 @@
  * arrive, and backpressure runs both ways (a client that reads slowly pauses the upstream socket).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Pool, type Dispatcher } from 'undici';
+import { buildConnector, Pool, type Dispatcher } from 'undici';
+import { checkSocket, type SocketCheck } from './socket-identity.js';
 import { GatewayError, toGatewayError } from './errors.js';
 import { DOWN_CODES, type Admission, type Waiter } from './gate.js';
 import { downstreamHeaders, peerAddress } from './headers.js';
@@ -15,17 +16,27 @@ export interface UpstreamOptions {
   keepAliveTimeout: number;
   connectTimeout: number;
   readTimeout: number;
+  socketCheck: SocketCheck;
 }
 
 export function createUpstreamPool(o: UpstreamOptions): Pool {
+  const connect = buildConnector({ socketPath: o.socketPath, timeout: o.connectTimeout });
   return new Pool('http://localhost', {
     socketPath: o.socketPath,
     connections: o.connections,
+    // Every new upstream connection first checks the socket is the app server's (socket-identity.ts).
+    connect: (opts, callback) => {
+      const bad = checkSocket(o.socketPath, o.socketCheck);
+      if (bad) {
+        callback(bad, null);
+        return;
+      }
+      connect(opts, callback);
+    },
     // No pipelining: a response that fails would take the requests queued behind it down too.
     pipelining: 1,
     keepAliveTimeout: o.keepAliveTimeout,
     keepAliveMaxTimeout: o.keepAliveTimeout,
-    connect: { timeout: o.connectTimeout },
     headersTimeout: o.readTimeout,
     bodyTimeout: o.readTimeout,
     strictContentLength: true,
@@ -46,8 +57,10 @@ export interface ExchangeOwner {
   fail(req: IncomingMessage, res: ServerResponse, err: GatewayError): number;
   /** A graceful stop has begun. */
   readonly stopping: boolean;
+  /** The upstream pool to send through now. */
+  readonly dispatcher: Dispatcher;
   /** The app server cannot accept (or the gate is paused): offer the exchange to the gate. */
-  hold(exchange: Exchange, upstreamDown: boolean): Admission;
+  hold(exchange: Exchange, upstreamDown: boolean, cause?: Error): Admission;
   /** A held exchange's client went away (499), or the gate answered it (503). */
   unhold(exchange: Exchange): void;
   /** Counts a replay. */
@@ -89,7 +102,6 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     private readonly res: ServerResponse,
     private readonly owner: ExchangeOwner,
     private readonly started: number,
-    private readonly dispatcher: Dispatcher,
     /** Methods that may be sent again after the app server died with the request in flight. */
     private readonly replayMethods: ReadonlySet<string>,
   ) {
@@ -131,14 +143,14 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     this.park('closed');
   }
 
-  private park(reason: 'closed' | 'down'): void {
+  private park(reason: 'closed' | 'down', cause?: Error): void {
     this.holding = true;
     this.wasHeld = true;
     // A client that gives up while held closes its socket: its FIN drops it from the queue (nginx
     // answers 499 the same way while it waits on an upstream). Only bodiless requests let the
     // parser see the FIN; a held request with a body is dropped when its socket closes.
     this.req.socket.once('end', this.onClientGone);
-    const admission = this.owner.hold(this, reason === 'down');
+    const admission = this.owner.hold(this, reason === 'down', cause);
     if (admission === 'held') return;
     this.holding = false;
     this.req.socket.off('end', this.onClientGone);
@@ -194,7 +206,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   start(opts: Dispatcher.DispatchOptions): void {
     this.opts = opts;
     this.dispatchedAt = performance.now();
-    this.dispatcher.dispatch(opts, this);
+    // The owner's current pool: pools are replaced when the app server is (recyclePool).
+    this.owner.dispatcher.dispatch(opts, this);
   }
 
   /**
@@ -265,7 +278,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     this.abortUpstream = undefined;
     // Connecting failed: nothing was sent, so any method may wait for the app server to return.
     if (this.status === 0 && DOWN_CODES.has((err as NodeJS.ErrnoException).code ?? '') && !this.res.destroyed) {
-      this.park('down');
+      this.park('down', err);
       if (this.holding || this.done) return;
     }
     const replay = this.replayBody(err);

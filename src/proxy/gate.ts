@@ -17,6 +17,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import net from 'node:net';
 import { basename, dirname } from 'node:path';
+import { checkSocket, FOREIGN_SOCKET, type SocketCheck } from './socket-identity.js';
 
 export interface GateOptions {
   socketPath: string;
@@ -26,6 +27,10 @@ export interface GateOptions {
   maxBytes: number;
   /** Probe period while the upstream is down, in ms. */
   probeInterval?: number;
+  /** Who may own the socket; a probe never reports a foreign socket as up. */
+  socketCheck?: SocketCheck;
+  /** Told when a probe finds a socket it refuses (logged loudly by the owner). */
+  onForeign?: (err: Error) => void;
 }
 
 /** One waiting request, as the owner sees it. */
@@ -61,7 +66,7 @@ interface Entry {
 }
 
 /** Errors of a connect attempt that mean "the app server is not accepting right now". */
-export const DOWN_CODES = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN']);
+export const DOWN_CODES = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN', FOREIGN_SOCKET]);
 
 export class Gate {
   private up = true;
@@ -250,6 +255,14 @@ export class Gate {
 
   private probe(): void {
     if (this.probing || this.up || this.closed) return;
+    if (this.o.socketCheck) {
+      const bad = checkSocket(this.o.socketPath, this.o.socketCheck);
+      if (bad) {
+        if (bad.code === FOREIGN_SOCKET) this.o.onForeign?.(bad);
+        this.scheduleProbe(this.o.probeInterval ?? 10);
+        return;
+      }
+    }
     this.probing = true;
     const s = net.connect(this.o.socketPath);
     s.once('connect', () => {

@@ -10,10 +10,11 @@ import { formatHostPort } from '../config/address.js';
 import type { Logger } from '../log/logger.js';
 import type { AccessLog } from './access-log.js';
 import { GatewayError } from './errors.js';
-import { createUpstreamPool, Exchange, type ExchangeOwner, type ExchangeResult } from './forward.js';
+import { createUpstreamPool, Exchange, type ExchangeOwner, type ExchangeResult, type UpstreamOptions } from './forward.js';
 import { DOWN_CODES, Gate, type Admission, type Waiter } from './gate.js';
 import { checkRequest, peerAddress, TrustedProxies, upstreamHeaders, type ForwardContext } from './headers.js';
 import { sendError, sendRawError } from './respond.js';
+import { FOREIGN_SOCKET } from './socket-identity.js';
 import { UpgradeProxy } from './upgrade.js';
 
 export class BindError extends Error {
@@ -24,7 +25,10 @@ const kExchange = Symbol('exchange');
 type TrackedResponse = ServerResponse & { [kExchange]?: Exchange };
 
 export class ProxyServer implements ExchangeOwner {
-  readonly pool: Pool;
+  private pool: Pool;
+  private readonly upstreamOptions: UpstreamOptions;
+  private drainWaiters: (() => void)[] = [];
+  private lastForeignLog = 0;
   private readonly servers: http.Server[] = [];
   private readonly ctx: ForwardContext;
   private readonly upgrades: UpgradeProxy;
@@ -41,19 +45,34 @@ export class ProxyServer implements ExchangeOwner {
     private readonly config: GatewayConfig,
     private readonly log: Logger,
     private readonly accessLog: AccessLog,
-    /** The 503 page of the gate (holdPage), read once at start. */
-    holdPage?: Buffer,
+    opts: {
+      /** The 503 page of the gate (holdPage), read once at start. */
+      holdPage?: Buffer;
+      /** Who may own the upstream socket (socket-identity.ts); empty: anyone. */
+      socketOwners?: number[];
+    } = {},
   ) {
-    this.pool = createUpstreamPool({
+    const holdPage = opts.holdPage;
+    const socketCheck = { allowedUids: opts.socketOwners ?? [] };
+    this.upstreamOptions = {
       socketPath: config.upstream,
       connections: config.upstreamConnections,
       keepAliveTimeout: config.upstreamKeepaliveTimeout,
       connectTimeout: config.proxyConnectTimeout,
       readTimeout: config.proxyReadTimeout,
-    });
+      socketCheck,
+    };
+    this.pool = createUpstreamPool(this.upstreamOptions);
     this.ctx = { trusted: new TrustedProxies(config.trustedProxies), forwardedForUntrusted: config.forwardedForUntrusted, scheme: 'http' };
     this.upgrades = new UpgradeProxy(config.upstream, log.child({ component: 'upgrade' }));
-    this.gate = new Gate({ socketPath: config.upstream, holdTimeout: config.holdTimeout, maxRequests: config.holdMaxRequests, maxBytes: config.holdMaxBytes });
+    this.gate = new Gate({
+      socketPath: config.upstream,
+      holdTimeout: config.holdTimeout,
+      maxRequests: config.holdMaxRequests,
+      maxBytes: config.holdMaxBytes,
+      socketCheck,
+      onForeign: (err) => this.foreignSocket(err),
+    });
     this.gate.onChange = (event) => {
       if (event === 'down') this.log.warn({ upstream: config.upstream }, 'app server not accepting; holding requests');
       else if (event === 'up') this.log.info({ upstream: config.upstream, held: this.gate.depth }, 'app server accepting; releasing held requests');
@@ -164,7 +183,7 @@ export class ProxyServer implements ExchangeOwner {
       req.once('end', () => socket.setTimeout(this.config.sendTimeout));
     }
 
-    const exchange = new Exchange(req, res, this, started, this.pool, this.replayMethods);
+    const exchange = new Exchange(req, res, this, started, this.replayMethods);
     (res as TrackedResponse)[kExchange] = exchange;
     let body: NodeJS.ReadableStream | AsyncIterable<Buffer> | null = null;
     if (hasBody) {
@@ -180,8 +199,51 @@ export class ProxyServer implements ExchangeOwner {
     else exchange.hold(opts);
   }
 
+  get dispatcher(): Dispatcher {
+    return this.pool;
+  }
+
+  /** Requests sent upstream and not finished (held ones are not in flight). */
+  get inFlight(): number {
+    return this.active - this.gate.depth;
+  }
+
+  /** Resolves true once nothing is in flight upstream, false after `timeoutMs`. */
+  drain(timeoutMs: number): Promise<boolean> {
+    if (this.inFlight <= 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.drainWaiters = this.drainWaiters.filter((w) => w !== done);
+        resolve(false);
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.drainWaiters.push(done);
+    });
+  }
+
+  /**
+   * A fresh pool for the next server: the idle keep-alive connections of the old one would be
+   * closed under us by its exit. In-flight requests on the old pool finish there.
+   */
+  async recyclePool(): Promise<void> {
+    const old = this.pool;
+    this.pool = createUpstreamPool(this.upstreamOptions);
+    void old.close().catch(() => undefined);
+  }
+
+  private foreignSocket(err: Error): void {
+    const now = Date.now();
+    if (now - this.lastForeignLog < 10_000) return;
+    this.lastForeignLog = now;
+    this.log.error({ upstream: this.config.upstream, reason: err.message }, 'upstream socket refused: not the app server');
+  }
+
   /** ExchangeOwner: offer a request to the gate; a refusal is counted by the gate. */
-  hold(exchange: Exchange, upstreamDown: boolean): Admission {
+  hold(exchange: Exchange, upstreamDown: boolean, cause?: Error): Admission {
+    if (cause && (cause as NodeJS.ErrnoException).code === FOREIGN_SOCKET) this.foreignSocket(cause);
     if (upstreamDown) this.gate.upstreamDown();
     return this.gate.hold(exchange);
   }
@@ -219,6 +281,9 @@ export class ProxyServer implements ExchangeOwner {
   /** ExchangeOwner: the request is over (answered, failed or abandoned). */
   finish(req: IncomingMessage, res: ServerResponse, r: ExchangeResult, started: number): void {
     this.active--;
+    if (this.drainWaiters.length > 0 && this.inFlight <= 0) {
+      for (const w of this.drainWaiters.splice(0)) w();
+    }
     if (this.stopping) {
       setImmediate(() => this.closeIdle());
       if (this.active === 0) this.drained?.();
