@@ -2,17 +2,14 @@
 // upstream on a Unix socket. See bench/README.md for what is measured and why.
 //
 //   node bench/run.mjs [--only a,b] [--duration N] [--connections N] [--runs N]
-import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
+import {
+  BENCH, CAN_PIN, ROOT, checkMachine, children, ensureTools, freePort, mkTemp, node, printTable,
+  runMain, start, startCaddy, startNginx, stop, waitFor200, writeConf, writeWorkJson,
+} from './lib.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BENCH = path.join(ROOT, 'bench');
 // BENCH_GATEWAY lets you point the bench at another build (or a stand-in) of the CLI.
 const GATEWAY_CLI = path.resolve(ROOT, process.env.BENCH_GATEWAY || 'dist/src/cli.js');
 
@@ -42,195 +39,6 @@ function parseArgs(argv) {
   return opts;
 }
 
-// ---------------------------------------------------------------- process & temp-dir bookkeeping
-// Everything we start or create is registered here so that normal exit, failure and
-// Ctrl-C all go through the same cleanup.
-const children = new Set();
-const tempDirs = new Set();
-let stopping = false; // set on Ctrl-C so the main loop cannot start anything new
-
-
-function mkTemp(prefix) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  tempDirs.add(dir);
-  return dir;
-}
-
-// Spawn in its own process group (detached) so a stop also reaches anything the
-// contender forks. Output is kept as a short tail for error messages; it must be
-// drained anyway or a chatty child would block on a full pipe.
-function start(name, cmd, args, { env, cpu } = {}) {
-  if (stopping) throw new Error('interrupted');
-  const full = cpu === undefined || !CAN_PIN ? [cmd, ...args] : ['taskset', '-c', String(cpu), cmd, ...args];
-  const child = spawn(full[0], full.slice(1), {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  child.label = name;
-  child.tail = '';
-  const keep = (chunk) => { child.tail = (child.tail + chunk).slice(-4000); };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  child.exited = new Promise((resolve) => child.on('close', (code, sig) => {
-    children.delete(child);
-    child.exitInfo = sig ? `signal ${sig}` : `code ${code}`;
-    resolve();
-  }));
-  child.on('error', (err) => keep(`spawn error: ${err.message}\n`));
-  children.add(child);
-  return child;
-}
-
-function signalGroup(child, sig) {
-  try { process.kill(-child.pid, sig); } catch { /* already gone */ }
-}
-
-async function stop(child) {
-  if (!children.has(child)) return;
-  signalGroup(child, 'SIGTERM');
-  const done = await Promise.race([child.exited.then(() => true), sleep(3000).then(() => false)]);
-  if (!done) { signalGroup(child, 'SIGKILL'); await child.exited; }
-}
-
-async function cleanup() {
-  stopping = true;
-  await Promise.all([...children].map(stop));
-  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
-  tempDirs.clear();
-}
-
-// Last-resort net if we exit without reaching cleanup(): synchronous, so SIGKILL.
-process.on('exit', () => {
-  for (const child of children) signalGroup(child, 'SIGKILL');
-  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
-});
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => {
-    console.error(`\n${sig}: stopping everything`);
-    cleanup().finally(() => process.exit(130));
-  });
-}
-
-// ---------------------------------------------------------------- tools
-const has = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
-const CAN_PIN = os.cpus().length >= 2 && has('taskset');
-
-const TOOLS = { wrk: 'wrk', nginx: 'nginx-light', haproxy: 'haproxy', caddy: 'caddy' };
-
-// Another job on this machine may be installing the same packages in the background;
-// wait for it rather than fight over the dpkg lock.
-async function waitForBackgroundApt() {
-  const log = '/tmp/apt-install.log';
-  for (let waited = 0; fs.existsSync(log) && waited < 600; waited += 2) {
-    if (fs.readFileSync(log, 'utf8').trimEnd().endsWith('done')) return;
-    if (waited === 0) console.error('waiting for a background apt install (/tmp/apt-install.log) ...');
-    await sleep(2000);
-  }
-}
-
-// Returns { tool: reason } for every tool still missing after trying to install it.
-async function ensureTools(needed) {
-  let missing = needed.filter((t) => !has(t));
-  if (missing.length === 0) return {};
-  await waitForBackgroundApt();
-  missing = missing.filter((t) => !has(t));
-  if (missing.length === 0) return {};
-  const reasons = {};
-  if (process.getuid?.() !== 0) {
-    for (const t of missing) reasons[t] = `${t} not installed (and not root, so no apt-get install ${TOOLS[t]})`;
-    return reasons;
-  }
-  // The lock timeout covers a dpkg run that started after we looked at the log.
-  const apt = (...a) => spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=600', ...a], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
-  console.error(`installing ${missing.map((t) => TOOLS[t]).join(' ')} ...`);
-  apt('update');
-  for (const t of missing) {
-    // One package at a time so an unavailable package does not block the others.
-    const r = apt('install', '-y', '--no-install-recommends', TOOLS[t]);
-    if (!has(t)) reasons[t] = `${t} still missing after apt-get install ${TOOLS[t]} (exit ${r.status ?? r.error?.message})`;
-  }
-  return reasons;
-}
-
-// ---------------------------------------------------------------- network helpers
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function get(target) {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ ...target, path: '/', agent: false, timeout: 1000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
-
-// Poll until the contender answers 200, it dies, or 10 s pass.
-async function waitFor200(target, child, what) {
-  const deadline = Date.now() + 10_000;
-  let last = 'no answer';
-  while (Date.now() < deadline) {
-    if (child && !children.has(child)) {
-      throw new Error(`${what} exited (${child.exitInfo}) before answering:\n${child.tail.trim()}`);
-    }
-    try {
-      const status = await get(target);
-      if (status === 200) return;
-      last = `HTTP ${status}`;
-    } catch (err) {
-      last = err.message;
-    }
-    await sleep(100);
-  }
-  const out = child?.tail.trim();
-  throw new Error(`${what} did not answer 200 within 10 s (last: ${last})${out ? `\n${out}` : ''}`);
-}
-
-// ---------------------------------------------------------------- config files
-// nginx wants writable temp paths even when they are unused; keep them in its prefix.
-const nginxHead = (dir) => `
-daemon off;
-master_process off;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log error;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-`;
-
-function writeConf(dir, name, text) {
-  const file = path.join(dir, name);
-  fs.writeFileSync(file, text);
-  return file;
-}
-
-function startNginx(name, dir, httpBody, cpu) {
-  const conf = writeConf(dir, 'nginx.conf', `${nginxHead(dir)}${httpBody}\n}\n`);
-  // -e: otherwise nginx first opens the packaged /var/log/nginx/error.log.
-  return start(name, 'nginx', ['-p', dir, '-e', `${dir}/error.log`, '-c', conf], { cpu });
-}
-
 // The shared upstream: a fixed tiny 200, on the Unix socket and on TCP (for "direct").
 // keepalive_requests is raised so client connections are never recycled mid-run.
 async function startUpstream(port) {
@@ -251,7 +59,6 @@ async function startUpstream(port) {
 
 // ---------------------------------------------------------------- contenders
 // Each start() returns the child process; the harness then checks for a 200 on `port`.
-const node = process.execPath;
 const CONTENDERS = [
   {
     name: 'direct',
@@ -267,7 +74,7 @@ const CONTENDERS = [
     },
     start: ({ port, sock }) => start('gateway', node, [
       GATEWAY_CLI, 'run', '--listen', `127.0.0.1:${port}`, '--upstream', sock,
-      '--admin', '127.0.0.1:0', '--access-log', 'off', '--control', 'null',
+      '--admin', '127.0.0.1:0', '--access-log', 'off', '--control', 'null', '--pid-file', 'null',
     ], { cpu: 0 }),
   },
   {
@@ -312,26 +119,7 @@ backend app
   {
     name: 'caddy',
     needs: ['caddy'],
-    start({ port, sock }) {
-      const dir = mkTemp('bench-caddy-');
-      const conf = writeConf(dir, 'Caddyfile', `{
-  admin off
-  auto_https off
-  log {
-    level ERROR
-  }
-}
-http://127.0.0.1:${port} {
-  reverse_proxy unix/${sock}
-}
-`);
-      // GOMAXPROCS=1: Go would otherwise size its scheduler to all cores, not the pinned one.
-      // HOME/XDG_*: keep caddy's state out of the real home directory.
-      return start('caddy', 'caddy', ['run', '--config', conf, '--adapter', 'caddyfile'], {
-        cpu: 0,
-        env: { GOMAXPROCS: '1', HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir },
-      });
-    },
+    start: ({ port, sock }) => startCaddy('caddy', { port, sock, cpu: 0 }),
   },
   {
     name: 'node-http-proxy',
@@ -418,12 +206,8 @@ function report(results, opts) {
     if (r.status === 'ok') rows.push([r.name, fmt(r.rps), fmt(r.p50, 2), fmt(r.p99, 2), r.ratio == null ? 'n/a' : `${fmt(r.ratio, 2)}x`]);
     else rows.push([r.name, r.status, '', '', '']);
   }
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   console.log(`\nwrk -t1 -c${opts.connections} -d${opts.duration}s, ${opts.runs} run(s); ratio = contender req/s / gateway req/s`);
-  for (const [i, row] of rows.entries()) {
-    console.log(row.map((cell, j) => (j === 0 ? cell.padEnd(widths[j]) : cell.padStart(widths[j]))).join('  '));
-    if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  }
+  printTable(rows);
   for (const r of results) {
     if (r.status !== 'ok') {
       // First line says what went wrong, the last line of the child's output usually why.
@@ -435,10 +219,7 @@ function report(results, opts) {
   const line = gw && nhp ? `${(gw.rps / nhp.rps).toFixed(2)}x` : 'n/a (needs both rows)';
   console.log(`\ngateway / node-http-proxy = ${line}`);
 
-  const workDir = path.join(BENCH, '.work');
-  fs.mkdirSync(workDir, { recursive: true });
-  const file = path.join(workDir, 'last.json');
-  fs.writeFileSync(file, `${JSON.stringify({
+  const file = writeWorkJson('last.json', {
     date: new Date().toISOString(),
     node: process.version,
     cpus: os.cpus().length,
@@ -446,8 +227,8 @@ function report(results, opts) {
     loadAverageAtStart: opts.loadAverageAtStart,
     wrk: { threads: 1, connections: opts.connections, duration: opts.duration, runs: opts.runs },
     results,
-  }, null, 2)}\n`);
-  console.log(`results written to ${path.relative(ROOT, file)}`);
+  });
+  console.log(`results written to ${file}`);
 }
 
 // ---------------------------------------------------------------- main
@@ -458,10 +239,7 @@ async function main() {
   if (unknown.length) throw new Error(`unknown contender(s) ${unknown.join(', ')}; known: ${names.join(', ')}`);
   const selected = CONTENDERS.filter((c) => !opts.only || opts.only.includes(c.name));
 
-  if (!CAN_PIN) console.error('warning: fewer than 2 cores or no taskset; running unpinned, figures are not comparable');
-  // Anything else burning CPU (a test run, a build) silently skews every row.
-  const load = (opts.loadAverageAtStart = os.loadavg()[0]);
-  if (load > 0.5) console.error(`warning: load average is ${load.toFixed(2)} before starting; other work on this machine will skew the figures`);
+  opts.loadAverageAtStart = checkMachine();
   // wrk and nginx (the upstream) are needed whatever is selected.
   const missing = await ensureTools([...new Set(['wrk', 'nginx', ...selected.flatMap((c) => c.needs)])]);
   if (missing.wrk) throw new Error(missing.wrk);
@@ -501,10 +279,4 @@ async function main() {
   return results.some((r) => r.status === 'failed') ? 1 : 0;
 }
 
-main()
-  .then(async (code) => { await cleanup(); process.exit(code); })
-  .catch(async (err) => {
-    console.error(`bench: ${err.message}`);
-    await cleanup();
-    process.exit(1);
-  });
+runMain('bench', main);

@@ -6,7 +6,8 @@
 //
 // Like Puma's hot restart, USR2 keeps the PID and the listening socket: the master process owns the
 // socket (cluster, SCHED_NONE: workers accept directly on the shared fd), starts a new worker, and
-// only once it listens tells the old one to finish its requests and leave. No connection is
+// only once it listens tells the old one to finish its requests and leave, and rewrites the PID
+// file (as Puma does when it comes back). No connection is
 // refused and no socket file disappears during the restart. On a graceful stop the socket file and
 // the PID file are removed, as Puma does.
 //
@@ -38,7 +39,8 @@ function primary() {
       const old = current;
       current = w;
       if (old) old.disconnect(); // finishes its in-flight requests, then exits
-      else writePid();
+      // Rewritten after every (re)start, as Puma does: a supervisor sees the restart is done.
+      writePid();
     });
     w.once('exit', (code, signal) => {
       if (w === current && !stopping) {

@@ -15,7 +15,8 @@ function usage(): string {
   const lines = [
     'usage: gateway run [--config FILE] [options]',
     '       gateway check [--config FILE] [options]',
-    '       gateway pause|resume|status [--control PATH]   hold new requests / let them go / show the gate',
+    '       gateway status|start|stop|restart [--control PATH]   the app server, through a running gateway',
+    '       gateway pause|resume [--control PATH]                hold new requests / let them go',
     '', 'options (each also a key of the JSON config file):'];
   for (const key of CONFIG_KEYS) {
     const spec = SCHEMA[key];
@@ -33,8 +34,10 @@ async function control(command: string, argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    const reply = await sendCommand(path, command);
+    // A restart or stop may walk a whole ladder (QUIT 30 s, TERM 11 s...): wait long enough.
+    const reply = await sendCommand(path, command, {}, 15 * 60_000);
     process.stdout.write(JSON.stringify(reply, null, 2) + '\n');
+    if (reply.ok !== true) process.stderr.write(`gateway: ${command} failed: ${String(reply.error)}\n`);
     return reply.ok === true ? 0 : 1;
   } catch (err) {
     process.stderr.write(`gateway: ${(err as Error).message}\n`);
@@ -59,9 +62,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`web-server-gateway ${pkg.version}\n`);
     return 0;
   }
-  if (command === 'pause' || command === 'resume' || command === 'status') return control(command, rest);
+  if (['pause', 'resume', 'status', 'start', 'stop', 'restart'].includes(command)) return control(command, rest);
   if (command !== 'run' && command !== 'check') {
-    process.stderr.write(`gateway: unknown command "${command}"; use run, check, pause, resume or status\n${usage()}`);
+    process.stderr.write(`gateway: unknown command "${command}"; use run, check, status, start, stop, restart, pause or resume\n${usage()}`);
     return 2;
   }
   const { config, problems } = configFrom(rest);
@@ -76,7 +79,13 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const log = createLogger(config.logLevel);
-  const gateway = new Gateway(config, log);
+  let gateway: Gateway;
+  try {
+    gateway = new Gateway(config, log);
+  } catch (err) {
+    process.stderr.write(`gateway: ${(err as Error).message}\n`);
+    return 1;
+  }
   try {
     await gateway.start();
   } catch (err) {

@@ -10,11 +10,13 @@ import type { Logger } from './log/logger.js';
 import { AccessLog } from './proxy/access-log.js';
 import { ProxyServer } from './proxy/server.js';
 import { ControlServer, type CommandHandler } from './control/server.js';
+import { Supervisor } from './supervisor/supervisor.js';
 
 export class Gateway {
   readonly accessLog: AccessLog;
   readonly proxy: ProxyServer;
   readonly control: ControlServer | undefined;
+  readonly supervisor: Supervisor | undefined;
   addresses: AddressInfo[] = [];
 
   constructor(
@@ -23,11 +25,50 @@ export class Gateway {
   ) {
     this.accessLog = new AccessLog(config.accessLog, config.accessLogFormat);
     const holdPage = config.holdPage === null ? undefined : readFileSync(config.holdPage);
-    this.proxy = new ProxyServer(config, log.child({ component: 'proxy' }), this.accessLog, { holdPage, socketOwners: socketOwners(config) });
+    const owners = allowedOwners(config);
+    this.proxy = new ProxyServer(config, log.child({ component: 'proxy' }), this.accessLog, { holdPage, socketOwners: owners });
+    if (config.pidFile !== null) {
+      const appUser = config.appUser === null ? undefined : lookupUser(config.appUser);
+      const proxy = this.proxy;
+      this.supervisor = new Supervisor(
+        {
+          command: config.appCommand,
+          cwd: config.appCwd,
+          env: config.appEnv,
+          uid: appUser?.uid,
+          gid: appUser?.gid,
+          pidFile: config.pidFile,
+          socketPath: config.upstream,
+          allowedUids: owners,
+          restartMode: config.appRestart,
+          restartTimeout: config.appRestartTimeout,
+          startTimeout: config.appStartTimeout,
+          drainTimeout: config.drainTimeout,
+          stopLadder: config.appStopSignals,
+          readyPath: config.readyPath,
+          checks: {
+            memory: config.checkMemory ?? undefined,
+            cpu: config.checkCpu ?? undefined,
+            http: config.checkHttp ?? undefined,
+            flapping: config.checkFlapping ?? undefined,
+            maxAge: config.checkMaxAge ?? undefined,
+          },
+          pollInterval: 500,
+        },
+        {
+          pause: (reason) => proxy.gate.pause(reason),
+          resume: (reason) => proxy.gate.resume(reason),
+          drain: (ms) => proxy.drain(ms),
+          recyclePool: () => proxy.recyclePool(),
+          upstreamUp: () => proxy.gate.upstreamUpNow(),
+        },
+        log.child({ component: 'supervisor' }),
+      );
+    }
     if (config.control !== null) this.control = new ControlServer(config.control, this.commands(), log.child({ component: 'control' }));
   }
 
-  /** What `gateway pause|resume|status` do. */
+  /** What `gateway status|pause|resume|start|stop|restart` do. */
   private commands(): Map<string, CommandHandler> {
     const gate = this.proxy.gate;
     const status = () => ({
@@ -38,9 +79,35 @@ export class Gateway {
       held: gate.depth,
       heldBytes: gate.heldBytes,
       stats: { ...gate.stats },
+      app: this.supervisor?.status() ?? null,
     });
+    const supervised = (): Supervisor => {
+      if (!this.supervisor) throw new Error('the supervisor is off (pidFile is null)');
+      return this.supervisor;
+    };
     return new Map<string, CommandHandler>([
       ['status', status],
+      [
+        'restart',
+        async () => {
+          const r = await supervised().restart('manual');
+          return { ...status(), restartedPid: r.pid, restartMs: Math.round(r.ms) };
+        },
+      ],
+      [
+        'stop',
+        async () => {
+          await supervised().stop();
+          return status();
+        },
+      ],
+      [
+        'start',
+        async () => {
+          await supervised().start();
+          return status();
+        },
+      ],
       [
         'pause',
         () => {
@@ -64,6 +131,8 @@ export class Gateway {
     // Created before privileges are dropped, so it is owned by the user who started the gateway.
     await this.control?.listen();
     if (this.config.user !== null) dropPrivileges(this.config.user);
+    // After binding: requests that arrive while the app server starts are held, not refused.
+    await this.supervisor?.init();
     this.log.info({ listen: this.addresses.map((a) => `${a.address}:${a.port}`), upstream: this.config.upstream, uid: process.getuid?.() }, 'gateway started');
     return this.addresses;
   }
@@ -71,7 +140,11 @@ export class Gateway {
   async stop(graceful: boolean): Promise<void> {
     this.log.info({ graceful }, 'gateway stopping');
     await this.control?.close();
+    this.supervisor?.close();
     await this.proxy.stop(graceful);
+    // An app server the gateway started is stopped with it (its output goes to our log, and the
+    // next gateway starts its own); one it adopted is left running.
+    await this.supervisor?.shutdown(graceful);
     this.accessLog.close();
   }
 
@@ -82,12 +155,29 @@ export class Gateway {
 }
 
 /**
- * Who may own the upstream socket: the gateway's own user and root (the app server usually runs as
- * the deploy user that also starts the gateway, or as root on these hosts).
+ * Who may own the upstream socket, the PID file and the processes it names: upstreamOwner when
+ * given; else the gateway's own user, root, the --user it drops to, and appUser.
  */
-function socketOwners(_config: GatewayConfig): number[] {
-  const uid = process.getuid?.();
-  return uid === undefined ? [] : [...new Set([uid, 0])];
+function allowedOwners(config: GatewayConfig): number[] {
+  if (config.upstreamOwner !== null) {
+    return [/^\d+$/.test(config.upstreamOwner) ? Number(config.upstreamOwner) : lookupUser(config.upstreamOwner).uid];
+  }
+  const uids = new Set<number>([0]);
+  const own = process.getuid?.();
+  if (own !== undefined) uids.add(own);
+  for (const name of [config.user, config.appUser]) if (name !== null) uids.add(lookupUser(name).uid);
+  return [...uids];
+}
+
+export function lookupUser(user: string): { uid: number; gid: number } {
+  let entry: string;
+  try {
+    entry = execFileSync('getent', ['passwd', user], { encoding: 'utf8' }).trim();
+  } catch {
+    throw new PrivilegeError(`--user ${user}: no such user; create it or name an existing one (getent passwd)`);
+  }
+  const [, , uid, gid] = entry.split(':');
+  return { uid: Number(uid), gid: Number(gid) };
 }
 
 export class PrivilegeError extends Error {
@@ -97,13 +187,7 @@ export class PrivilegeError extends Error {
 /** After binding: group first (setgid needs root), supplementary groups, then the user. */
 export function dropPrivileges(user: string): void {
   if (process.getuid?.() !== 0) throw new PrivilegeError(`--user ${user} needs the gateway to start as root; start it as root or drop --user`);
-  let entry: string;
-  try {
-    entry = execFileSync('getent', ['passwd', user], { encoding: 'utf8' }).trim();
-  } catch {
-    throw new PrivilegeError(`--user ${user}: no such user; create it or name an existing one (getent passwd)`);
-  }
-  const [, , uid, gid] = entry.split(':');
+  const { uid, gid } = lookupUser(user);
   const proc = process as NodeJS.Process & { initgroups?: (user: string, group: number) => void };
   if (!proc.initgroups || !proc.setgid || !proc.setuid) throw new PrivilegeError('--user is only supported on POSIX systems');
   proc.initgroups(user, Number(gid));

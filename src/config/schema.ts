@@ -4,13 +4,13 @@
  * front of Rails on these hosts (client_max_body_size 50m, keepalive_timeout 65, 60 s timeouts).
  */
 
-export type Kind = 'string' | 'path' | 'listen' | 'hostport' | 'duration' | 'size' | 'count' | 'bool' | 'cidrs' | 'enum' | 'methods';
+export type Kind = 'string' | 'path' | 'listen' | 'hostport' | 'duration' | 'size' | 'count' | 'bool' | 'cidrs' | 'enum' | 'methods' | 'env' | 'ladder' | 'check';
 
 export interface KeySpec {
   kind: Kind;
   default: unknown;
   doc: string;
-  /** For `enum`. */
+  /** For `enum`; for `check`, the check's kind. */
   values?: readonly string[];
   /** May be given more than once on the command line; the values form a list. */
   repeatable?: boolean;
@@ -50,7 +50,26 @@ export const SCHEMA = {
   holdPage: { kind: 'path', default: null, nullable: true, doc: 'HTML file sent with a 503 from the gate (like public/503.html); null: a built-in page.' },
   replayMethods: { kind: 'methods', default: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'], repeatable: true, doc: 'Methods replayed once if the app server dies after the request was sent (RFC 9110 idempotent methods). POST is never replayed unless listed.' },
   replayBufferSize: { kind: 'size', default: '64k', doc: 'A request body up to this size is kept while sent so the request can be replayed; a larger body makes it not replayable.' },
+  appCommand: { kind: 'string', default: null, nullable: true, doc: 'Command that starts the app server in the foreground, as a Procfile line (e.g. "bundle exec puma -b unix:///tmp/web_server.sock --pidfile /tmp/web_server.pid"). Without it the gateway adopts the server named by the PID file.' },
+  appCwd: { kind: 'path', default: null, nullable: true, doc: 'Working directory of the app server; a symlink (.../current) is kept as given, with PWD set, so a re-exec starts the new release.' },
+  appEnv: { kind: 'env', default: [], repeatable: true, doc: 'Environment of the app server, K=V; repeat the flag for more.' },
+  appUser: { kind: 'string', default: null, nullable: true, doc: 'Run the app server as this user (and its group).' },
+  pidFile: { kind: 'path', default: '/tmp/web_server.pid', nullable: true, doc: "The app server's PID file. Read safely (no symlinks, owner and mode checked); written for a server that does not write it. null turns the supervisor off." },
+  appRestart: { kind: 'enum', values: ['usr2', 'cold'], default: 'usr2', doc: 'How `restart` works: usr2 (Puma re-execs, Unicorn starts a new master; falls back to cold on failure) or cold (stop, then start: Thin).' },
+  appRestartTimeout: { kind: 'duration', default: '60s', doc: 'How long a USR2 handoff may take before the supervisor falls back to a cold restart.' },
+  appStartTimeout: { kind: 'duration', default: '60s', doc: 'How long a start may take until the socket answers.' },
+  appStopSignals: { kind: 'ladder', default: 'QUIT/30s,TERM/11s,KILL/5s', doc: "Stop ladder: signal and how long to wait for the exit, in order (bluepill's for web servers on these hosts)." },
+  drainTimeout: { kind: 'duration', default: '30s', doc: 'Before a restart or stop, how long in-flight requests may take to finish (new ones are held meanwhile).' },
+  readyPath: { kind: 'string', default: '/', doc: 'Path requested through the socket to tell that a (new) app server answers; any HTTP status counts.' },
+  checkMemory: { kind: 'check', values: ['memory'], default: null, nullable: true, doc: 'Restart when the RSS of the server and its workers is too high, bluepill style: "below=300m every=20s times=3/5".' },
+  checkCpu: { kind: 'check', values: ['cpu'], default: null, nullable: true, doc: 'Restart on CPU use (percent of one core): "below=90 every=10s times=5".' },
+  checkHttp: { kind: 'check', values: ['http'], default: null, nullable: true, doc: 'Restart when an HTTP check through the socket fails: "path=/up status=200 timeout=5s every=10s times=2/3".' },
+  checkFlapping: { kind: 'check', values: ['flapping'], default: 'times=5 within=1m retry_in=5m', nullable: true, doc: 'A server that dies this often is not started again until retry_in (or never).' },
+  checkMaxAge: { kind: 'check', values: ['maxAge'], default: null, nullable: true, doc: 'Restart the server after this age, e.g. "24h".' },
+  upstreamOwner: { kind: 'string', default: null, nullable: true, doc: 'User (name or uid) that must own the upstream socket and the PID file. Default: the gateway\'s own user, root, and appUser.' },
 } as const satisfies Record<string, KeySpec>;
+
+import type { Checks } from '../supervisor/checks.js';
 
 export type ConfigKey = keyof typeof SCHEMA;
 export const CONFIG_KEYS = Object.keys(SCHEMA) as ConfigKey[];
@@ -88,6 +107,23 @@ export interface GatewayConfig {
   holdPage: string | null;
   replayMethods: string[];
   replayBufferSize: number;
+  appCommand: string | null;
+  appCwd: string | null;
+  appEnv: Record<string, string>;
+  appUser: string | null;
+  pidFile: string | null;
+  appRestart: 'usr2' | 'cold';
+  appRestartTimeout: number;
+  appStartTimeout: number;
+  appStopSignals: { signal: NodeJS.Signals; waitMs: number }[];
+  drainTimeout: number;
+  readyPath: string;
+  checkMemory: Checks['memory'] | null;
+  checkCpu: Checks['cpu'] | null;
+  checkHttp: Checks['http'] | null;
+  checkFlapping: Checks['flapping'] | null;
+  checkMaxAge: Checks['maxAge'] | null;
+  upstreamOwner: string | null;
 }
 
 export function flagOf(key: string): string {

@@ -5,6 +5,8 @@
 import { isIP } from 'node:net';
 import { parseHostPort } from './address.js';
 import { parseDuration, parseSize } from './units.js';
+import { parseLadder } from '../supervisor/state.js';
+import { parseCheck, type CheckKind } from '../supervisor/checks.js';
 import { CONFIG_KEYS, SCHEMA, flagOf, type GatewayConfig, type KeySpec } from './schema.js';
 
 export interface Problem {
@@ -103,6 +105,26 @@ function convert(key: string, spec: KeySpec, value: unknown): Converted {
         if (typeof item !== 'string' || !/^[A-Z]+$/.test(item)) return { problem: { message: `${JSON.stringify(item)} is not an HTTP method`, fix: 'write methods in upper case, e.g. ["GET", "HEAD", "PUT"]' } };
       }
       return { value: list };
+    }
+    case 'env': {
+      const list = Array.isArray(value) ? value : [value];
+      const env: Record<string, string> = {};
+      for (const item of list) {
+        const m = typeof item === 'string' ? /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(item) : null;
+        if (!m) return { problem: { message: `${JSON.stringify(item)} is not K=V`, fix: 'write e.g. RACK_ENV=production' } };
+        env[m[1] as string] = m[2] as string;
+      }
+      return { value: env };
+    }
+    case 'ladder': {
+      const steps = typeof value === 'string' ? parseLadder(value, parseDuration) : 'not a string';
+      if (typeof steps === 'string') return { problem: { message: steps, fix: 'write signals and waits in order, e.g. QUIT/30s,TERM/11s,KILL' } };
+      return { value: steps };
+    }
+    case 'check': {
+      const res = parseCheck(spec.values?.[0] as CheckKind, value);
+      if (!res.spec) return { problem: res.problem ?? { message: 'is not a check', fix: 'see docs/supervisor.md' } };
+      return { value: res.spec };
     }
     case 'cidrs': {
       const list = Array.isArray(value) ? value : [value];

@@ -24,7 +24,9 @@ export interface RunningGateway {
 export async function startGateway(args: string[], opts: SpawnOptions = {}): Promise<RunningGateway> {
   // No control socket unless a test asks for one: the default path is shared by all gateways.
   const control = args.includes('--control') ? [] : ['--control', 'null'];
-  const full = ['run', '--listen', '127.0.0.1:0', '--admin', 'null', '--log-level', 'info', ...control, ...args];
+  // No supervisor unless a test asks for one: the default PID file is shared too.
+  const pidFile = args.includes('--pid-file') ? [] : ['--pid-file', 'null'];
+  const full = ['run', '--listen', '127.0.0.1:0', '--admin', 'null', '--log-level', 'info', ...control, ...pidFile, ...args];
   const proc = spawn(process.execPath, [CLI, ...full], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
   let out = '';
   proc.stdout?.on('data', (c: Buffer) => (out += c.toString()));

@@ -52,7 +52,7 @@ describe('pause and resume', () => {
   it('refuses an unknown command and a missing control socket with a clear message', async () => {
     const bogus = await sendCommand(ctl, 'bogus');
     expect(bogus).toMatchObject({ ok: false });
-    expect(String(bogus.error)).toMatch(/unknown command "bogus"; known: status, pause, resume/);
+    expect(String(bogus.error)).toMatch(/unknown command "bogus"; known: status, restart, stop, start, pause, resume/);
     const missing = await runCli(['status', '--control', join(tmp.dir, 'nope.ctl')]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/no control socket at .*nope\.ctl: is the gateway running/);
