@@ -65,6 +65,16 @@ export function startedAtMs(info: ProcInfo): number {
   return bootTimeMs() + Math.round((info.startTime * 1000) / CLOCK_TICKS);
 }
 
+/**
+ * Now, in the unit and on the clock of ProcInfo.startTime (ticks since boot, from /proc/uptime):
+ * a process whose startTime is at least this value was started after this call, to within a tick.
+ * Unlike startedAtMs() it does not go through btime's whole seconds.
+ */
+export function ticksSinceBoot(): number {
+  const seconds = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+  return Math.floor(seconds * CLOCK_TICKS);
+}
+
 /** The fields of /proc/PID/stat we use. */
 export interface StatFields {
   pid: number;

@@ -15,7 +15,7 @@ import type { Logger } from '../log/logger.js';
 import { probeHttp, signalChecked, sleep, socketAccepts, spawnApp, waitExit } from './app-process.js';
 import { cpuPercent, FlappingCheck, HttpCheck, maxAgeDue, ThresholdCheck, type Checks } from './checks.js';
 import { checkPidIdentity, clearStalePidFile, PidFileError, readPidFile, removePidFile, writePidFile } from './pid-file.js';
-import { CLOCK_TICKS, readProc, sameProcess, treeUsage, type ProcInfo } from './proc.js';
+import { CLOCK_TICKS, readProc, sameProcess, ticksSinceBoot, treeUsage, type ProcInfo } from './proc.js';
 import { next, SIGNALS, type Event, type LadderStep, type Phase, type RestartReason } from './state.js';
 
 /** What the supervisor needs from the proxy; implemented in the composition root. */
@@ -61,6 +61,8 @@ export class Supervisor {
   private child: ChildProcess | undefined;
   /** We wrote the PID file (the server does not), so we remove it when it stops. */
   private ownPidFile = false;
+  /** Why the last adoption failed (the PidFileError's message), for the commands that need a server. */
+  private adoptRefusal: string | undefined;
   private startedAt = 0;
   private timer: NodeJS.Timeout | undefined;
   private queue: Promise<unknown> = Promise.resolve();
@@ -141,6 +143,7 @@ export class Supervisor {
 
   /** Takes over the live server the PID file names; `quiet` when a missing file is expected. */
   private adopt(quiet: boolean): boolean {
+    this.adoptRefusal = undefined;
     try {
       const pid = readPidFile(this.o.pidFile, { allowedUids: this.o.allowedUids });
       const info = checkPidIdentity(pid, {});
@@ -152,10 +155,22 @@ export class Supervisor {
       return true;
     } catch (err) {
       const reason = (err as PidFileError).reason;
+      this.adoptRefusal = (err as Error).message;
       if (quiet && (reason === 'missing' || reason === 'stale')) return false;
       this.log.error({ pidFile: this.o.pidFile, reason: (err as Error).message }, 'no app server to adopt');
       return false;
     }
+  }
+
+  /**
+   * Adopt mode with no server adopted yet (the PID file was missing or refused at start): look at
+   * the PID file again, the server may have started since. Bug fixed: `stop` answered ok
+   * ("stopped") and `restart` "cannot restart while idle", while the server behind a refused PID
+   * file (a symlink, say) ran on; now both fail with the PID file's own reason, signalling nothing.
+   */
+  private adoptOrRefuse(command: string): void {
+    if (this.phase !== 'idle' || this.o.command !== null) return;
+    if (!this.adopt(false)) throw new SupervisorError(`cannot ${command}: no app server adopted: ${this.adoptRefusal ?? 'no PID file'}`);
   }
 
   start(): Promise<void> {
@@ -212,6 +227,7 @@ export class Supervisor {
   }
 
   private async doRestart(reason: RestartReason): Promise<{ pid: number; ms: number }> {
+    this.adoptOrRefuse('restart');
     if (this.phase !== 'running') throw new SupervisorError(`cannot restart while ${this.phase}`);
     const t0 = performance.now();
     this.move('restart');
@@ -255,9 +271,13 @@ export class Supervisor {
   private async handoff(): Promise<boolean> {
     const old = this.server as ProcInfo;
     const mtime = pidFileMtime(this.o.pidFile);
+    // A new master is forked by the old one on our USR2, so it starts after this moment (a tick
+    // of slack for the rounding of both clocks).
+    const signalledAt = ticksSinceBoot() - 1;
     if (!signalChecked(old, SIGNALS.restart, this.log)) return false;
     const deadline = Date.now() + this.o.restartTimeout;
     let fresh: ProcInfo | undefined;
+    let refused: number | undefined;
     while (Date.now() < deadline) {
       await sleep(25);
       let pid: number | undefined;
@@ -268,8 +288,17 @@ export class Supervisor {
       }
       const info = readProc(pid);
       if (!info || info.state === 'Z' || !this.o.allowedUids.includes(info.uid)) continue;
-      if (pid !== old.pid) fresh = info;
-      else if (pidFileMtime(this.o.pidFile) !== mtime && sameProcess(info, old)) fresh = info;
+      if (pid !== old.pid) {
+        // Bug fixed: any live process of an allowed user named by the PID file was taken for the
+        // new master, then QUIT the old server and managed (and signalled) in its place; a planted
+        // or stale PID file naming a process that predates our USR2 is not a new master.
+        if (!successorOf(info, old, signalledAt)) {
+          if (refused !== pid) this.log.error({ pid, pidFile: this.o.pidFile, usr2To: old.pid }, 'PID file names a process that is not a new master started by our USR2 (another user, or older); not following it');
+          refused = pid;
+          continue;
+        }
+        fresh = info;
+      } else if (pidFileMtime(this.o.pidFile) !== mtime && sameProcess(info, old)) fresh = info;
       else if (this.ownPidFile && !(await waitExit(old, 0))) fresh = undefined;
       if (!fresh) continue;
       const ready = await probeHttp(this.o.socketPath, this.o.readyPath, Math.max(1000, deadline - Date.now()));
@@ -302,6 +331,7 @@ export class Supervisor {
 
   private async doStop(): Promise<void> {
     clearTimeout(this.retryTimer);
+    this.adoptOrRefuse('stop');
     if (this.phase === 'stopped' || this.phase === 'idle') {
       this.phase = 'stopped';
       return;
@@ -445,6 +475,13 @@ export class Supervisor {
       const pid = readPidFile(this.o.pidFile, { allowedUids: this.o.allowedUids });
       const info = readProc(pid);
       if (!info || info.state === 'Z' || !this.o.allowedUids.includes(info.uid) || pid === this.server?.pid) return false;
+      // Bug fixed: this followed any live process of an allowed user, so a planted or stale PID
+      // file made the supervisor manage (and later signal) an unrelated process. A new master is
+      // forked by the old server: same user, and started after it.
+      if (!this.server || !successorOf(info, this.server, this.server.startTime)) {
+        this.log.error({ from: this.server?.pid, pid, pidFile: this.o.pidFile }, 'PID file names a process that is not a successor of the app server (another user, or older); not following it');
+        return false;
+      }
       this.log.info({ from: this.server?.pid, to: pid }, 'app server PID changed; following the PID file');
       this.server = info;
       this.child = undefined;
@@ -474,6 +511,16 @@ export class Supervisor {
     clearInterval(this.timer);
     clearTimeout(this.retryTimer);
   }
+}
+
+/**
+ * Whether `cand`, named by the PID file in place of `old`, can be old's new master (Unicorn's USR2):
+ * the same user, started no earlier than `sinceTick` (ticks since boot: when we sent USR2, or when
+ * `old` started). The command name is not compared: under `bundle exec` the old master is `bundle`
+ * and the re-executed one `unicorn`.
+ */
+function successorOf(cand: ProcInfo, old: ProcInfo, sinceTick: number): boolean {
+  return cand.uid === old.uid && cand.startTime >= sinceTick;
 }
 
 function pidFileMtime(path: string): number {
