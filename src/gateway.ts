@@ -132,8 +132,11 @@ export class Gateway {
     await this.control?.listen();
     if (this.config.user !== null) dropPrivileges(this.config.user);
     // After binding: requests that arrive while the app server starts are held, not refused.
+    const listen = this.addresses.map((a) => `${a.address}:${a.port}`);
+    // Requests are accepted (and held) from here on, even while the app server still starts.
+    this.log.info({ addresses: listen }, 'listening');
     await this.supervisor?.init();
-    this.log.info({ listen: this.addresses.map((a) => `${a.address}:${a.port}`), upstream: this.config.upstream, uid: process.getuid?.() }, 'gateway started');
+    this.log.info({ listen, upstream: this.config.upstream, uid: process.getuid?.(), app: this.supervisor?.phase ?? null }, 'gateway started');
     return this.addresses;
   }
 

@@ -15,7 +15,7 @@ import type { Logger } from '../log/logger.js';
 import { probeHttp, signalChecked, sleep, socketAccepts, spawnApp, waitExit } from './app-process.js';
 import { cpuPercent, FlappingCheck, HttpCheck, maxAgeDue, ThresholdCheck, type Checks } from './checks.js';
 import { checkPidIdentity, clearStalePidFile, PidFileError, readPidFile, removePidFile, writePidFile } from './pid-file.js';
-import { CLOCK_TICKS, readProc, sameProcess, ticksSinceBoot, treeUsage, type ProcInfo } from './proc.js';
+import { CLOCK_TICKS, descendants, readProc, sameProcess, ticksSinceBoot, treeUsage, type ProcInfo } from './proc.js';
 import { next, SIGNALS, type Event, type LadderStep, type Phase, type RestartReason } from './state.js';
 
 /** What the supervisor needs from the proxy; implemented in the composition root. */
@@ -347,10 +347,13 @@ export class Supervisor {
     if (this.phase === 'stopping') this.move('stopped');
   }
 
-  /** QUIT, wait, TERM, wait, KILL (configurable), each to the process group when it has one. */
+  /** QUIT, wait, TERM, wait, KILL (configurable) to the server; on KILL to its workers too. */
   private async ladder(server: ProcInfo, child?: ChildProcess): Promise<void> {
     for (const step of this.o.stopLadder) {
       this.log.info({ pid: server.pid, signal: step.signal }, 'stop ladder');
+      // Its workers first on KILL: a master killed outright cannot stop them, and orphans would
+      // keep the socket or the memory.
+      if (step.signal === 'SIGKILL') for (const w of descendants(server.pid)) signalChecked(w, 'SIGKILL', this.log);
       if (!signalChecked(server, step.signal, this.log)) return;
       if (await waitExit(server, step.waitMs, child)) return;
     }
@@ -362,6 +365,9 @@ export class Supervisor {
     // During a handoff the old master leaving is the plan; during a stop, too.
     if (this.phase !== 'running' && this.phase !== 'starting') return;
     if (this.server && child.pid !== this.server.pid) return;
+    // A USR2 someone else sent to a Unicorn we started: the old master leaves once the new one
+    // (named by the PID file) runs. Follow it instead of calling it a crash.
+    if (this.phase === 'running' && this.followPidFile()) return;
     this.crashed(`exited (${signal ?? code})`);
   }
 
