@@ -11,13 +11,19 @@ import { AccessLog } from './proxy/access-log.js';
 import { ProxyServer } from './proxy/server.js';
 import { ControlServer, type CommandHandler } from './control/server.js';
 import { Supervisor } from './supervisor/supervisor.js';
+import { GatewayMetrics } from './metrics/metrics.js';
+import { AdminServer } from './metrics/admin.js';
+import { socketAccepts } from './supervisor/app-process.js';
 
 export class Gateway {
   readonly accessLog: AccessLog;
   readonly proxy: ProxyServer;
   readonly control: ControlServer | undefined;
   readonly supervisor: Supervisor | undefined;
+  readonly metrics: GatewayMetrics;
+  readonly admin: AdminServer | undefined;
   addresses: AddressInfo[] = [];
+  adminAddress: AddressInfo | undefined;
 
   constructor(
     readonly config: GatewayConfig,
@@ -26,7 +32,18 @@ export class Gateway {
     this.accessLog = new AccessLog(config.accessLog, config.accessLogFormat);
     const holdPage = config.holdPage === null ? undefined : readFileSync(config.holdPage);
     const owners = allowedOwners(config);
-    this.proxy = new ProxyServer(config, log.child({ component: 'proxy' }), this.accessLog, { holdPage, socketOwners: owners });
+    this.metrics = new GatewayMetrics({
+      gate: () => {
+        const g = this.proxy.gate;
+        return { depth: g.depth, bytes: g.heldBytes, paused: g.paused, upstreamUp: g.upstreamUp, stats: g.stats };
+      },
+      pool: () => this.proxy.poolStats,
+      connections: () => this.proxy.connections,
+      websockets: () => this.proxy.websocketSessions,
+      supervisor: () => this.supervisor?.metricsSnapshot() ?? { up: false, startTimeSeconds: 0, rssBytes: 0, cpuSeconds: 0, processes: 0, restarts: {}, checkFailures: {}, flapping: false, lastRestartSeconds: 0 },
+    });
+    this.proxy = new ProxyServer(config, log.child({ component: 'proxy' }), this.accessLog, { holdPage, socketOwners: owners, metrics: this.metrics });
+    if (config.admin !== null) this.admin = new AdminServer(this.metrics, () => socketAccepts(config.upstream), log.child({ component: 'admin' }));
     if (config.pidFile !== null) {
       const appUser = config.appUser === null ? undefined : lookupUser(config.appUser);
       const proxy = this.proxy;
@@ -128,6 +145,7 @@ export class Gateway {
   async start(): Promise<AddressInfo[]> {
     await this.accessLog.ready();
     this.addresses = await this.proxy.listen();
+    if (this.admin && this.config.admin) this.adminAddress = await this.admin.listen(this.config.admin.host, this.config.admin.port);
     // Created before privileges are dropped, so it is owned by the user who started the gateway.
     await this.control?.listen();
     if (this.config.user !== null) dropPrivileges(this.config.user);
@@ -136,13 +154,15 @@ export class Gateway {
     // Requests are accepted (and held) from here on, even while the app server still starts.
     this.log.info({ addresses: listen }, 'listening');
     await this.supervisor?.init();
-    this.log.info({ listen, upstream: this.config.upstream, uid: process.getuid?.(), app: this.supervisor?.phase ?? null }, 'gateway started');
+    const admin = this.adminAddress ? `${this.adminAddress.address}:${this.adminAddress.port}` : null;
+    this.log.info({ listen, admin, upstream: this.config.upstream, uid: process.getuid?.(), app: this.supervisor?.phase ?? null }, 'gateway started');
     return this.addresses;
   }
 
   async stop(graceful: boolean): Promise<void> {
     this.log.info({ graceful }, 'gateway stopping');
     await this.control?.close();
+    await this.admin?.close();
     this.supervisor?.close();
     await this.proxy.stop(graceful);
     // An app server the gateway started is stopped with it (its output goes to our log, and the

@@ -29,6 +29,8 @@ export interface GateOptions {
   probeInterval?: number;
   /** Who may own the socket; a probe never reports a foreign socket as up. */
   socketCheck?: SocketCheck;
+  /** Told how long each released request waited, in ms (metrics). */
+  onRelease?: (waitedMs: number) => void;
   /** Told when a probe finds a socket it refuses (logged loudly by the owner). */
   onForeign?: (err: Error) => void;
 }
@@ -209,6 +211,7 @@ export class Gate {
       this.stats.released++;
       this.stats.heldMs += waited;
       if (waited > this.stats.maxHeldMs) this.stats.maxHeldMs = waited;
+      this.o.onRelease?.(waited);
       w.release();
     }
   }

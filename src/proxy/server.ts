@@ -15,6 +15,7 @@ import { DOWN_CODES, Gate, type Admission, type Waiter } from './gate.js';
 import { checkRequest, peerAddress, TrustedProxies, upstreamHeaders, type ForwardContext } from './headers.js';
 import { sendError, sendRawError } from './respond.js';
 import { FOREIGN_SOCKET } from './socket-identity.js';
+import type { GatewayMetrics } from '../metrics/metrics.js';
 import { UpgradeProxy } from './upgrade.js';
 
 export class BindError extends Error {
@@ -26,6 +27,9 @@ type TrackedResponse = ServerResponse & { [kExchange]?: Exchange };
 
 export class ProxyServer implements ExchangeOwner {
   private pool: Pool;
+  private readonly metrics: GatewayMetrics | undefined;
+  /** Client connections open now, on all listeners. */
+  connections = 0;
   private readonly upstreamOptions: UpstreamOptions;
   private drainWaiters: (() => void)[] = [];
   private lastForeignLog = 0;
@@ -50,9 +54,11 @@ export class ProxyServer implements ExchangeOwner {
       holdPage?: Buffer;
       /** Who may own the upstream socket (socket-identity.ts); empty: anyone. */
       socketOwners?: number[];
+      metrics?: GatewayMetrics;
     } = {},
   ) {
     const holdPage = opts.holdPage;
+    this.metrics = opts.metrics;
     const socketCheck = { allowedUids: opts.socketOwners ?? [] };
     this.upstreamOptions = {
       socketPath: config.upstream,
@@ -72,7 +78,12 @@ export class ProxyServer implements ExchangeOwner {
       maxBytes: config.holdMaxBytes,
       socketCheck,
       onForeign: (err) => this.foreignSocket(err),
+      onRelease: (ms) => this.metrics?.held(ms / 1000),
     });
+    if (this.metrics) {
+      const m = this.metrics;
+      this.upgrades.onSession = () => m.websocket();
+    }
     this.gate.onChange = (event) => {
       if (event === 'down') this.log.warn({ upstream: config.upstream }, 'app server not accepting; holding requests');
       else if (event === 'up') this.log.info({ upstream: config.upstream, held: this.gate.depth }, 'app server accepting; releasing held requests');
@@ -129,6 +140,11 @@ export class ProxyServer implements ExchangeOwner {
     // A client that half-closes after its request still gets its answer (Node drops it otherwise).
     (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     server.timeout = 0;
+    server.on('connection', (socket: Socket) => {
+      this.connections++;
+      this.metrics?.connection();
+      socket.once('close', () => this.connections--);
+    });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.handle(req, res));
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.handleContinue(req, res));
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.onClientError(err, socket));
@@ -203,6 +219,14 @@ export class ProxyServer implements ExchangeOwner {
     return this.pool;
   }
 
+  get poolStats(): { connected: number; free: number; pending: number; running: number } {
+    return this.pool.stats;
+  }
+
+  get websocketSessions(): number {
+    return this.upgrades.sessions.size;
+  }
+
   /** Requests sent upstream and not finished (held ones are not in flight). */
   get inFlight(): number {
     return this.active - this.gate.depth;
@@ -243,7 +267,11 @@ export class ProxyServer implements ExchangeOwner {
 
   /** ExchangeOwner: offer a request to the gate; a refusal is counted by the gate. */
   hold(exchange: Exchange, upstreamDown: boolean, cause?: Error): Admission {
-    if (cause && (cause as NodeJS.ErrnoException).code === FOREIGN_SOCKET) this.foreignSocket(cause);
+    if (cause) {
+      const code = (cause as NodeJS.ErrnoException).code ?? '';
+      this.metrics?.connectError(code);
+      if (code === FOREIGN_SOCKET) this.foreignSocket(cause);
+    }
     if (upstreamDown) this.gate.upstreamDown();
     return this.gate.hold(exchange);
   }
@@ -273,6 +301,7 @@ export class ProxyServer implements ExchangeOwner {
       const close = err.source === 'downstream' || !req.complete;
       bytes = err.code === 'GW_ERR_HOLD_EXPIRED' ? sendError(res, 503, close, this.retryAfter, this.holdPage) : sendError(res, err.status, close);
     }
+    if (err.code === 'GW_ERR_UPSTREAM_CONNECT_TIMEOUT' || err.code === 'GW_ERR_UPSTREAM_PERMISSION') this.metrics?.connectError((err.cause as NodeJS.ErrnoException | undefined)?.code ?? '');
     if (err.source === 'upstream') this.log.error({ code: err.code, cause: (err.cause as NodeJS.ErrnoException | undefined)?.code, upstream: this.config.upstream }, err.message);
     else if (err.source === 'internal') this.log.error({ err: err.cause }, err.message);
     return bytes;
@@ -287,6 +316,10 @@ export class ProxyServer implements ExchangeOwner {
     if (this.stopping) {
       setImmediate(() => this.closeIdle());
       if (this.active === 0) this.drained?.();
+    }
+    if (this.metrics) {
+      const cl = req.headers['content-length'];
+      this.metrics.request(req.method as string, r.status, (performance.now() - started) / 1000, cl === undefined ? 0 : Number(cl) || 0, r.bytesSent, r.upstreamTime === undefined ? undefined : r.upstreamTime / 1000);
     }
     if (!this.accessLog.enabled) return;
     // undici swallows what its handler callbacks throw: a bug here must at least be logged.

@@ -14,6 +14,8 @@ export class UpgradeProxy {
   private readonly proxy: httpProxy;
   /** Open client sockets of upgraded sessions, cut on stop. */
   readonly sessions = new Set<Socket>();
+  /** Told of each session established (metrics). */
+  onSession: (() => void) | undefined;
 
   constructor(
     private readonly socketPath: string,
@@ -25,6 +27,7 @@ export class UpgradeProxy {
     this.proxy.on('proxyReqWs', (proxyReq, _req, socket) => {
       proxyReq.once('upgrade', (_res, upstream: Socket) => {
         this.sessions.add(socket as Socket);
+        this.onSession?.();
         socket.once('close', () => {
           this.sessions.delete(socket as Socket);
           upstream.destroy();

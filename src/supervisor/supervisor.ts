@@ -15,7 +15,7 @@ import type { Logger } from '../log/logger.js';
 import { probeHttp, signalChecked, sleep, socketAccepts, spawnApp, waitExit } from './app-process.js';
 import { cpuPercent, FlappingCheck, HttpCheck, maxAgeDue, ThresholdCheck, type Checks } from './checks.js';
 import { checkPidIdentity, clearStalePidFile, PidFileError, readPidFile, removePidFile, writePidFile } from './pid-file.js';
-import { CLOCK_TICKS, descendants, readProc, sameProcess, ticksSinceBoot, treeUsage, type ProcInfo } from './proc.js';
+import { CLOCK_TICKS, descendants, readProc, startedAtMs, sameProcess, ticksSinceBoot, treeUsage, type ProcInfo } from './proc.js';
 import { next, SIGNALS, type Event, type LadderStep, type Phase, type RestartReason } from './state.js';
 
 /** What the supervisor needs from the proxy; implemented in the composition root. */
@@ -509,6 +509,33 @@ export class Supervisor {
       checkFailures: { ...this.checkFailures },
       flapping: this.flappingNow,
       lastRestartMs: Math.round(this.lastRestartMs),
+    };
+  }
+
+  /** What the metrics export, read at scrape time. */
+  metricsSnapshot(): {
+    up: boolean;
+    startTimeSeconds: number;
+    rssBytes: number;
+    cpuSeconds: number;
+    processes: number;
+    restarts: Record<string, number>;
+    checkFailures: Record<string, number>;
+    flapping: boolean;
+    lastRestartSeconds: number;
+  } {
+    const server = this.server;
+    const usage = server ? treeUsage(server.pid) : undefined;
+    return {
+      up: server !== undefined && (this.phase === 'running' || this.phase === 'restarting'),
+      startTimeSeconds: server ? startedAtMs(server) / 1000 : 0,
+      rssBytes: usage?.rssBytes ?? 0,
+      cpuSeconds: usage ? usage.cpuTicks / CLOCK_TICKS : 0,
+      processes: usage?.processes ?? 0,
+      restarts: this.restarts,
+      checkFailures: this.checkFailures,
+      flapping: this.flappingNow,
+      lastRestartSeconds: this.lastRestartMs / 1000,
     };
   }
 
