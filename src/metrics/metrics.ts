@@ -168,11 +168,27 @@ export class GatewayMetrics {
     this.holdTime.observe(seconds);
   }
 
-  /** Prometheus text, or OpenMetrics when the scraper asks for it. */
-  async render(accept: string | undefined): Promise<{ contentType: string; body: string }> {
+  private rendering: Promise<unknown> = Promise.resolve();
+
+  /** Prometheus text, or OpenMetrics when the scraper asks for it. One scrape at a time. */
+  render(accept: string | undefined): Promise<{ contentType: string; body: string }> {
+    const run = this.rendering.then(() => this.renderNow(accept));
+    this.rendering = run.catch(() => undefined);
+    return run;
+  }
+
+  private async renderNow(accept: string | undefined): Promise<{ contentType: string; body: string }> {
     const open = accept !== undefined && accept.includes('application/openmetrics-text');
+    // prom-client 15 renames counters for OpenMetrics by stripping `_total` from the metric object
+    // itself, for good: every later Prometheus scrape then lacked the suffix. Names are put back.
+    const metrics = this.registry.getMetricsAsArray() as unknown as { name: string }[];
+    const names = metrics.map((m) => m.name);
     this.registry.setContentType(open ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE);
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    try {
+      return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    } finally {
+      metrics.forEach((m, i) => (m.name = names[i] as string));
+    }
   }
 }
 
