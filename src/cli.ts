@@ -86,33 +86,37 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`gateway: ${(err as Error).message}\n`);
     return 1;
   }
+  // Signals are wired before start: the app server may take long to boot, and a stop meanwhile
+  // must stop it too (the default handlers would exit and leave it orphaned).
+  let stopping = false;
+  let settle: (code: number) => void = () => undefined;
+  const done = new Promise<number>((resolve) => (settle = resolve));
+  const stop = (graceful: boolean, signal: string) => {
+    if (stopping && graceful) return;
+    stopping = true;
+    log.info({ signal }, graceful ? 'graceful stop' : 'fast stop');
+    gateway.stop(graceful).then(
+      () => settle(0),
+      (err: unknown) => {
+        log.error({ err }, 'stop failed');
+        settle(1);
+      },
+    );
+  };
+  process.on('SIGQUIT', () => stop(true, 'SIGQUIT'));
+  process.on('SIGTERM', () => stop(true, 'SIGTERM'));
+  process.on('SIGINT', () => stop(false, 'SIGINT'));
+  process.on('SIGUSR1', () => gateway.reopenLogs());
+
   try {
     await gateway.start();
   } catch (err) {
+    if (stopping) return done;
     process.stderr.write(`gateway: ${(err as Error).message}\n`);
     await gateway.stop(false).catch(() => undefined);
     return 1;
   }
-
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (graceful: boolean, signal: string) => {
-      if (stopping && graceful) return;
-      stopping = true;
-      log.info({ signal }, graceful ? 'graceful stop' : 'fast stop');
-      gateway.stop(graceful).then(
-        () => resolve(0),
-        (err: unknown) => {
-          log.error({ err }, 'stop failed');
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGQUIT', () => stop(true, 'SIGQUIT'));
-    process.on('SIGTERM', () => stop(true, 'SIGTERM'));
-    process.on('SIGINT', () => stop(false, 'SIGINT'));
-    process.on('SIGUSR1', () => gateway.reopenLogs());
-  });
+  return done;
 }
 
 main(process.argv.slice(2)).then(

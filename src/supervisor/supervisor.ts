@@ -115,14 +115,17 @@ export class Supervisor {
   async shutdown(graceful: boolean): Promise<void> {
     this.close();
     if (this.o.command === null) return;
-    await this.queue.catch(() => undefined);
-    const server = this.server;
-    if (!server || (this.phase !== 'running' && this.phase !== 'starting' && this.phase !== 'restarting')) return;
+    // Not waiting for an operation in progress: a server still starting (not yet `this.server`)
+    // is our child and goes too, or it would outlive the gateway.
+    const child = this.child;
+    const server = this.server ?? (child?.pid !== undefined && child.exitCode === null ? readProc(child.pid) : undefined);
+    if (!server || this.phase === 'stopped' || this.phase === 'stopping') return;
     this.phase = 'stopping';
     const ladder = graceful ? this.o.stopLadder : [{ signal: 'SIGTERM' as NodeJS.Signals, waitMs: 3000 }, { signal: 'SIGKILL' as NodeJS.Signals, waitMs: 2000 }];
     for (const step of ladder) {
+      if (step.signal === 'SIGKILL') for (const w of descendants(server.pid)) signalChecked(w, 'SIGKILL', this.log);
       if (!signalChecked(server, step.signal, this.log)) break;
-      if (await waitExit(server, step.waitMs, this.child)) break;
+      if (await waitExit(server, step.waitMs, child)) break;
     }
     if (this.ownPidFile) removePidFile(this.o.pidFile, server.pid);
     this.phase = 'stopped';
