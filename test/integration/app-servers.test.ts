@@ -4,21 +4,17 @@
  * concurrent mixed traffic answered in full, forwarding headers as the app sees them, and large
  * streamed downloads (with a Content-Length, and framed by the app server itself).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { once } from 'node:events';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { groupMembers, SERVERS, spawnApp, stopGroup, waitForSocket, type AppProcess } from '../helpers/app-servers.js';
 import { requireBinary } from '../helpers/debian.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { parseHead, rawRequest } from '../helpers/raw.js';
 import { tempDir } from '../helpers/upstream.js';
 
-const RACKUP = fileURLToPath(new URL('../fixtures/rack/config.ru', import.meta.url));
 const MiB = 1024 * 1024;
 
 interface Echo {
@@ -30,137 +26,6 @@ interface Echo {
   bodySha256: string;
   headers: Record<string, string>;
   pid: number;
-}
-
-interface ServerKind {
-  name: string;
-  bin: string;
-  pkg: string;
-  /** The host's Procfile command line, with the socket and PID file moved into `dir`. */
-  command(dir: string, sock: string, pidFile: string): string[];
-  /** Whether the server writes its PID file when run in the foreground, as the Procfile runs it. */
-  writesPidFile: boolean;
-}
-
-const SERVERS: ServerKind[] = [
-  {
-    name: 'puma',
-    bin: 'puma',
-    pkg: 'puma',
-    // Procfile: bundle exec puma -e $RACK_ENV -b unix:///tmp/web_server.sock --pidfile /tmp/web_server.pid
-    command: (_dir, sock, pid) => ['-e', 'production', '-b', `unix://${sock}`, '--pidfile', pid, RACKUP],
-    writesPidFile: true,
-  },
-  {
-    name: 'unicorn',
-    bin: 'unicorn',
-    pkg: 'unicorn',
-    command: (dir, sock, pid) => {
-      // The host's unicorn.rb: listen and pid, and a before_fork that QUITs the old master after USR2.
-      const conf = join(dir, 'unicorn.rb');
-      writeFileSync(
-        conf,
-        [
-          'worker_processes 4',
-          `listen ${JSON.stringify(sock)}`,
-          `pid ${JSON.stringify(pid)}`,
-          'before_fork do |server, _worker|',
-          '  old_pid = "#{server.config[:pid]}.oldbin"',
-          '  if File.exist?(old_pid) && server.pid != old_pid',
-          '    begin',
-          '      Process.kill(:QUIT, File.read(old_pid).to_i)',
-          '    rescue Errno::ENOENT, Errno::ESRCH',
-          '    end',
-          '  end',
-          'end',
-          '',
-        ].join('\n'),
-      );
-      return ['-c', conf, '-E', 'production', RACKUP];
-    },
-    writesPidFile: true,
-  },
-  {
-    name: 'thin',
-    bin: 'thin',
-    pkg: 'thin',
-    // Procfile: bundle exec thin start --socket /tmp/web_server.sock --pid /tmp/web_server.pid -e $RACK_ENV
-    command: (_dir, sock, pid) => ['start', '--socket', sock, '--pid', pid, '-e', 'production', '-R', RACKUP],
-    // Thin 1.8 writes --pid only when it daemonizes (-d): thin/daemonizing.rb write_pid_file is
-    // called from Server#daemonize alone. The Procfile line runs it in the foreground, so a
-    // supervisor on this host cannot count on the PID file for Thin.
-    writesPidFile: false,
-  },
-];
-
-/** A child in its own process group, so it and every worker it forks can be stopped together. */
-interface AppProcess {
-  proc: ChildProcess;
-  pgid: number;
-  output(): string;
-}
-
-function spawnApp(bin: string, args: string[], cwd: string): AppProcess {
-  const proc = spawn(bin, args, { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RACK_ENV: 'production' } });
-  let out = '';
-  proc.stdout?.on('data', (c: Buffer) => (out += c.toString()));
-  proc.stderr?.on('data', (c: Buffer) => (out += c.toString()));
-  return { proc, pgid: proc.pid as number, output: () => out };
-}
-
-/** Polls until the socket accepts a connection; fails early with the server's output if it exits. */
-async function waitForSocket(sock: string, app: AppProcess, timeoutMs = 30_000): Promise<number> {
-  const start = performance.now();
-  for (;;) {
-    if (app.proc.exitCode !== null || app.proc.signalCode !== null) throw new Error(`app server exited (${app.proc.exitCode ?? app.proc.signalCode}) before binding ${sock}:\n${app.output()}`);
-    if (existsSync(sock)) {
-      const ok = await new Promise<boolean>((resolve) => {
-        const s = net.connect(sock, () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.on('error', () => resolve(false));
-      });
-      if (ok) return performance.now() - start;
-    }
-    if (performance.now() - start > timeoutMs) throw new Error(`${sock} not accepting after ${timeoutMs} ms:\n${app.output()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** Live (non-zombie) processes in a process group, from /proc. */
-function groupMembers(pgid: number): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(fields[2]) === pgid && fields[0] !== 'Z') out.push(Number(entry));
-  }
-  return out;
-}
-
-/** TERM to the whole group, KILL to whatever is left after 10 s; resolves when the group is empty. */
-async function stopGroup(app: AppProcess): Promise<void> {
-  const signal = (sig: NodeJS.Signals) => {
-    try {
-      process.kill(-app.pgid, sig);
-    } catch {
-      // ESRCH: the group is already empty.
-    }
-  };
-  signal('SIGTERM');
-  const deadline = performance.now() + 10_000;
-  while (groupMembers(app.pgid).length > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  if (groupMembers(app.pgid).length > 0) signal('SIGKILL');
-  while (groupMembers(app.pgid).length > 0) await new Promise((r) => setTimeout(r, 20));
-  if (app.proc.exitCode === null && app.proc.signalCode === null) await once(app.proc, 'exit');
 }
 
 /** Byte i of /big is (i * 7 + 13) % 251, as config.ru writes it. */
