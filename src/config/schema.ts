@@ -40,7 +40,7 @@ export const SCHEMA = {
   proxyReadTimeout: { kind: 'duration', default: '60s', doc: 'Time to the upstream response head (504), and longest pause inside its body (connection aborted).' },
   proxySendTimeout: { kind: 'duration', default: '60s', doc: 'Longest pause while the upstream does not read the request body; then 504 / abort.' },
   upstreamKeepaliveTimeout: { kind: 'duration', default: '4s', doc: "Idle time a pooled upstream connection is kept. Keep it below the app server's own (Puma: 20 s)." },
-  upstreamConnections: { kind: 'count', default: 128, doc: 'Most connections open to the upstream at once.' },
+  upstreamConnections: { kind: 'count', default: 32, doc: "Most connections open to the upstream at once. Keep it below the app server's own limits: Thin keeps at most 100 persistent connections, and Puma waits on each idle keep-alive connection before serving others, so fewer connections drain held requests faster." },
   shutdownTimeout: { kind: 'duration', default: '30s', doc: 'On QUIT/TERM, how long in-flight requests may take to finish before connections are cut.' },
   control: { kind: 'path', default: '/tmp/web_server_gateway.ctl', nullable: true, doc: 'Control socket (mode 0600) for `gateway pause`, `resume`, `status`; null turns it off.' },
   holdTimeout: { kind: 'duration', default: '30s', doc: 'While the app server cannot accept, a request waits this long (from its arrival) for it to come back, then gets 503. 0 turns holding off (502 at once, as nginx).' },
