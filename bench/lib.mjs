@@ -1,0 +1,266 @@
+// Helpers shared by the benches (run.mjs: throughput, restart.mjs: restart under load):
+// process and temp-dir bookkeeping with cleanup on exit, failure and Ctrl-C; core pinning;
+// installing the peer binaries; free ports and "answers 200" polling; nginx and Caddy configs.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const BENCH = path.join(ROOT, 'bench');
+export const node = process.execPath;
+
+// ---------------------------------------------------------------- process & temp-dir bookkeeping
+// Everything we start or create is registered here so that normal exit, failure and
+// Ctrl-C all go through the same cleanup.
+export const children = new Set();
+const tempDirs = new Set();
+let stopping = false; // set on Ctrl-C so the main loop cannot start anything new
+
+export const has = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
+export const CAN_PIN = os.cpus().length >= 2 && has('taskset');
+
+export function mkTemp(prefix) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
+
+// Spawn in its own process group (detached) so a stop also reaches anything the
+// contender forks. Output is kept as a short tail for error messages; it must be
+// drained anyway or a chatty child would block on a full pipe.
+export function start(name, cmd, args, { env, cpu } = {}) {
+  if (stopping) throw new Error('interrupted');
+  const full = cpu === undefined || !CAN_PIN ? [cmd, ...args] : ['taskset', '-c', String(cpu), cmd, ...args];
+  const child = spawn(full[0], full.slice(1), {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  child.label = name;
+  child.tail = '';
+  const keep = (chunk) => { child.tail = (child.tail + chunk).slice(-4000); };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  child.exited = new Promise((resolve) => child.on('close', (code, sig) => {
+    children.delete(child);
+    child.exitInfo = sig ? `signal ${sig}` : `code ${code}`;
+    resolve();
+  }));
+  child.on('error', (err) => keep(`spawn error: ${err.message}\n`));
+  children.add(child);
+  return child;
+}
+
+export const running = (child) => children.has(child);
+
+export function signalGroup(child, sig) {
+  try { process.kill(-child.pid, sig); } catch { /* already gone */ }
+}
+
+export async function stop(child, graceMs = 3000) {
+  if (!children.has(child)) return;
+  signalGroup(child, 'SIGTERM');
+  const done = await Promise.race([child.exited.then(() => true), sleep(graceMs).then(() => false)]);
+  if (!done) { signalGroup(child, 'SIGKILL'); await child.exited; }
+}
+
+export async function cleanup() {
+  stopping = true;
+  await Promise.all([...children].map((c) => stop(c)));
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
+  tempDirs.clear();
+}
+
+// Last-resort net if we exit without reaching cleanup(): synchronous, so SIGKILL.
+process.on('exit', () => {
+  for (const child of children) signalGroup(child, 'SIGKILL');
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    console.error(`\n${sig}: stopping everything`);
+    cleanup().finally(() => process.exit(130));
+  });
+}
+
+// Runs main() (which returns an exit code), then cleans up whatever it left running.
+export function runMain(name, main) {
+  main()
+    .then(async (code) => { await cleanup(); process.exit(code); })
+    .catch(async (err) => {
+      console.error(`${name}: ${err.message}`);
+      await cleanup();
+      process.exit(1);
+    });
+}
+
+// ---------------------------------------------------------------- tools
+export const TOOLS = { wrk: 'wrk', nginx: 'nginx-light', haproxy: 'haproxy', caddy: 'caddy' };
+
+// Another job on this machine may be installing the same packages in the background;
+// wait for it rather than fight over the dpkg lock.
+async function waitForBackgroundApt() {
+  const log = '/tmp/apt-install.log';
+  for (let waited = 0; fs.existsSync(log) && waited < 600; waited += 2) {
+    if (fs.readFileSync(log, 'utf8').trimEnd().endsWith('done')) return;
+    if (waited === 0) console.error('waiting for a background apt install (/tmp/apt-install.log) ...');
+    await sleep(2000);
+  }
+}
+
+// Returns { tool: reason } for every tool still missing after trying to install it.
+export async function ensureTools(needed) {
+  let missing = needed.filter((t) => !has(t));
+  if (missing.length === 0) return {};
+  await waitForBackgroundApt();
+  missing = missing.filter((t) => !has(t));
+  if (missing.length === 0) return {};
+  const reasons = {};
+  if (process.getuid?.() !== 0) {
+    for (const t of missing) reasons[t] = `${t} not installed (and not root, so no apt-get install ${TOOLS[t]})`;
+    return reasons;
+  }
+  // The lock timeout covers a dpkg run that started after we looked at the log.
+  const apt = (...a) => spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=600', ...a], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+  console.error(`installing ${missing.map((t) => TOOLS[t]).join(' ')} ...`);
+  apt('update');
+  for (const t of missing) {
+    // One package at a time so an unavailable package does not block the others.
+    const r = apt('install', '-y', '--no-install-recommends', TOOLS[t]);
+    if (!has(t)) reasons[t] = `${t} still missing after apt-get install ${TOOLS[t]} (exit ${r.status ?? r.error?.message})`;
+  }
+  return reasons;
+}
+
+// Anything else burning CPU (a test run, a build) silently skews every row.
+export function checkMachine() {
+  if (!CAN_PIN) console.error('warning: fewer than 2 cores or no taskset; running unpinned, figures are not comparable');
+  const load = os.loadavg()[0];
+  if (load > 0.5) console.error(`warning: load average is ${load.toFixed(2)} before starting; other work on this machine will skew the figures`);
+  return load;
+}
+
+// ---------------------------------------------------------------- network helpers
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export function get(target) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ ...target, path: '/', agent: false, timeout: 1000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+// Poll until the target answers 200, `child` dies, or 10 s pass.
+export async function waitFor200(target, child, what) {
+  const deadline = Date.now() + 10_000;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (child && !children.has(child)) {
+      throw new Error(`${what} exited (${child.exitInfo}) before answering:\n${child.tail.trim()}`);
+    }
+    try {
+      const status = await get(target);
+      if (status === 200) return;
+      last = `HTTP ${status}`;
+    } catch (err) {
+      last = err.message;
+    }
+    await sleep(100);
+  }
+  const out = child?.tail.trim();
+  throw new Error(`${what} did not answer 200 within 10 s (last: ${last})${out ? `\n${out}` : ''}`);
+}
+
+// ---------------------------------------------------------------- config files
+// nginx wants writable temp paths even when they are unused; keep them in its prefix.
+const nginxHead = (dir) => `
+daemon off;
+master_process off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log error;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+`;
+
+export function writeConf(dir, name, text) {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+export function startNginx(name, dir, httpBody, cpu) {
+  const conf = writeConf(dir, 'nginx.conf', `${nginxHead(dir)}${httpBody}\n}\n`);
+  // -e: otherwise nginx first opens the packaged /var/log/nginx/error.log.
+  return start(name, 'nginx', ['-p', dir, '-e', `${dir}/error.log`, '-c', conf], { cpu });
+}
+
+// Caddy on 127.0.0.1:port with `reverse_proxy unix/SOCK`; `options` goes inside the
+// reverse_proxy block (e.g. lb_try_duration). No admin endpoint, no access log.
+export function startCaddy(name, { port, sock, options = '', cpu }) {
+  const dir = mkTemp('bench-caddy-');
+  const block = options.trim() ? ` {\n    ${options.trim().split('\n').map((l) => l.trim()).join('\n    ')}\n  }` : '';
+  const conf = writeConf(dir, 'Caddyfile', `{
+  admin off
+  auto_https off
+  log {
+    level ERROR
+  }
+}
+http://127.0.0.1:${port} {
+  reverse_proxy unix/${sock}${block}
+}
+`);
+  // GOMAXPROCS=1: Go would otherwise size its scheduler to all cores, not the pinned one.
+  // HOME/XDG_*: keep caddy's state out of the real home directory.
+  return start(name, 'caddy', ['run', '--config', conf, '--adapter', 'caddyfile'], {
+    cpu,
+    env: { GOMAXPROCS: '1', HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir },
+  });
+}
+
+// ---------------------------------------------------------------- output
+// Left-aligned first column, right-aligned others, a dashed rule under the header row.
+export function printTable(rows) {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => String(row[i]).length)));
+  for (const [i, row] of rows.entries()) {
+    console.log(row.map((cell, j) => (j === 0 ? String(cell).padEnd(widths[j]) : String(cell).padStart(widths[j]))).join('  '));
+    if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  }
+}
+
+export function writeWorkJson(name, data) {
+  const workDir = path.join(BENCH, '.work');
+  fs.mkdirSync(workDir, { recursive: true });
+  const file = path.join(workDir, name);
+  fs.writeFileSync(file, `${JSON.stringify(data, null, 2)}\n`);
+  return path.relative(ROOT, file);
+}
