@@ -271,7 +271,12 @@ async function measure(c, opts, dir, sock) {
     let lastAnswer = result.t0;
     for (let i = 1; i < result.records.length; i += 3) if (result.records[i] > lastAnswer) lastAnswer = result.records[i];
     const secs = (lastAnswer - result.t0) / 1000;
-    return { name: c.name, status: 'ok', ...a, rps: Math.round(a.requests / secs), log: a.failed ? proxy.tail.trim() : undefined };
+    const log = a.failed ? proxy.tail.trim() : undefined;
+    await stop(proxy);
+    await stop(app);
+    // Connections the restarted app accepted: how the proxy refilled its upstream pool.
+    const exit = app.events.find((e) => e.event === 'exit');
+    return { name: c.name, status: 'ok', ...a, rps: Math.round(a.requests / secs), appServed: exit?.served, appConnections: exit?.connections, log };
   } finally {
     if (proxy) await stop(proxy);
     if (app) await stop(app);

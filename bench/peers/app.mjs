@@ -33,6 +33,9 @@ const server = http.createServer((req, res) => {
   res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': '2' });
   res.end('ok');
 });
+// Connections accepted: how a proxy uses its upstream pool (reported on exit).
+let connections = 0;
+server.on('connection', () => { connections++; });
 // Puma's persistent_timeout is 20 s; Node's default of 5 s would recycle idle proxy connections.
 server.keepAliveTimeout = 20_000;
 
@@ -44,7 +47,7 @@ function shutdown() {
   if (stopping) return;
   stopping = true;
   server.close(() => {
-    say('exit', { served });
+    say('exit', { served, connections });
     process.exit(0);
   });
   // libuv unlinks a listening pipe when it closes it; removing it here as well makes sure the
