@@ -72,6 +72,8 @@ function reasonFor(d: Directive): Reason | null {
   switch (d.directive) {
     case 'proxy_buffering':
       return v === 'off' ? null : [D, 'the gateway streams responses to the client as they come (as with proxy_buffering off): a slow client holds its app connection longer'];
+    case 'proxy_redirect':
+      return v === 'off' ? null : (REASONS.proxy_redirect as Reason);
     case 'proxy_http_version':
       return v === '1.1' ? null : [D, 'the gateway speaks HTTP/1.1 to the app'];
     default:

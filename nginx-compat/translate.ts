@@ -56,7 +56,7 @@ export function translate(tree: Directive[], options: TranslateOptions = {}): Tr
   const done = (server: LocationSpec | null, locations: LocationSpec[], listen: ListenSpec[]): TranslateResult =>
     report.errors.length > 0
       ? { config: {}, listeners: [], server: null, locations: [], warnings: report.warnings, errors: report.errors }
-      : { config, listeners: listen, server, locations, warnings: byPlace(report.warnings), errors: [] };
+      : { config, listeners: listen, server, locations, warnings: inReadingOrder(tree, report.warnings), errors: [] };
 
   mainLevel(report, tree, config);
   const [httpBlock, ...extraHttp] = named(tree, 'http');
@@ -103,9 +103,19 @@ export function translate(tree: Directive[], options: TranslateOptions = {}): Tr
   return done(server, locations, listen);
 }
 
-/** Warnings in file order: by file name, then line (stable for one line). */
-function byPlace(warnings: Warning[]): Warning[] {
-  return [...warnings].sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : a.line - b.line));
+/** Warnings in the order nginx reads the directives they are about, includes where they are included. */
+function inReadingOrder(tree: Level, warnings: Warning[]): Warning[] {
+  const order = new Map<string, number>();
+  const walk = (level: Level): void => {
+    for (const d of level) {
+      const key = `${d.file}:${d.line}`;
+      if (!order.has(key)) order.set(key, order.size);
+      if (d.block) walk(d.block);
+    }
+  };
+  walk(tree);
+  const at = (w: Warning): number => order.get(`${w.file}:${w.line}`) ?? order.size;
+  return [...warnings].sort((a, b) => at(a) - at(b));
 }
 
 function mainLevel(report: Report, tree: Level, config: Record<string, unknown>): void {

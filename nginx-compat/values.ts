@@ -32,7 +32,7 @@ export function compileRegex(pattern: string, caseless: boolean): Parsed<RegExp>
   try {
     return { value: new RegExp(pattern.replace(/\(\?P</g, '(?<'), caseless ? 'i' : '') };
   } catch (err) {
-    return { reason: `regex "${pattern}" is invalid: ${(err as Error).message.replace(/^Invalid regular expression: /, '')}` };
+    return { reason: `regex "${pattern}" is invalid: ${(err as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '')}` };
   }
 }
 
