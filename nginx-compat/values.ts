@@ -29,6 +29,12 @@ export function parseLocationArgs(args: readonly string[]): Parsed<{ match: Matc
  * anchors, groups, alternation, `\.`); PCRE's `(?P<name>` is rewritten to `(?<name>`.
  */
 export function compileRegex(pattern: string, caseless: boolean): Parsed<RegExp> {
+  // PCRE escapes that JavaScript would read as a plain letter, silently matching something else.
+  for (let i = 0; i < pattern.length; i++) {
+    if (pattern.charAt(i) !== '\\') continue;
+    const next = pattern.charAt(++i);
+    if ('AZzGKQE'.includes(next) && next !== '') return { reason: `regex "${pattern}" is invalid: PCRE's \\${next} is not supported` };
+  }
   try {
     return { value: new RegExp(pattern.replace(/\(\?P</g, '(?<'), caseless ? 'i' : '') };
   } catch (err) {

@@ -303,6 +303,9 @@ describe('translate: locations', () => {
     expect(bad('location == /x { }')).toEqual(['invalid location modifier "==" in /t/nginx.conf:2']);
     expect(bad('location ~ ^/(a { }')).toEqual([expect.stringMatching(/^regex "\^\/\(a" is invalid: .* in \/t\/nginx.conf:2$/)]);
     expect(bad('location /a/ { }\nlocation ^~ /a/ { }')).toEqual(['duplicate location "/a/" in /t/nginx.conf:3']);
+    expect(bad(String.raw`location ~ \A/x { }`)).toEqual([String.raw`regex "\A/x" is invalid: PCRE's \A is not supported in /t/nginx.conf:2`]);
+    expect(bad('location ~ (?i)^/x { }')).toEqual([expect.stringMatching(/^regex "\(\?i\)\^\/x" is invalid: /)]);
+    expect(bad('location ~ ^/a++ { }')).toEqual([expect.stringMatching(/^regex "\^\/a\+\+" is invalid: /)]);
     expect(bad('error_page 200 /x.html;')).toEqual(['value "200" must be between 300 and 599 in /t/nginx.conf:2']);
     expect(bad('return abc;')).toEqual(['invalid return code "abc" in /t/nginx.conf:2']);
     expect(bad('rewrite ^/a /b forever;')).toEqual(['invalid parameter "forever" in /t/nginx.conf:2']);
