@@ -55,7 +55,7 @@ export function translate(tree: Directive[], options: TranslateOptions = {}): Tr
   const config: Record<string, unknown> = {};
   const done = (server: LocationSpec | null, locations: LocationSpec[], listen: ListenSpec[]): TranslateResult =>
     report.errors.length > 0
-      ? { config: {}, listeners: [], server: null, locations: [], warnings: report.warnings, errors: report.errors }
+      ? { config: {}, listeners: [], server: null, locations: [], warnings: inReadingOrder(tree, report.warnings), errors: report.errors }
       : { config, listeners: listen, server, locations, warnings: inReadingOrder(tree, report.warnings), errors: [] };
 
   mainLevel(report, tree, config);
