@@ -10,11 +10,13 @@ import { formatProblem, validateConfig, type Problem } from './config/validate.j
 import { Gateway } from './gateway.js';
 import { createLogger } from './log/logger.js';
 import { sendCommand } from './control/client.js';
+import { importNginxConfig } from '../nginx-compat/index.js';
 
 function usage(): string {
   const lines = [
-    'usage: gateway run [--config FILE] [options]',
-    '       gateway check [--config FILE] [options]',
+    'usage: gateway run [--nginx-config FILE] [--config FILE] [options]',
+    '       gateway check [--nginx-config FILE [--strict]] [--config FILE] [options]   (like nginx -t)',
+    '       gateway nginx-import FILE [--strict]   the gateway config an nginx.conf maps to, and what differs',
     '       gateway status|start|stop|restart [--control PATH]   the app server, through a running gateway',
     '       gateway pause|resume [--control PATH]                hold new requests / let them go',
     '', 'options (each also a key of the JSON config file):'];
@@ -45,10 +47,53 @@ async function control(command: string, argv: string[]): Promise<number> {
   }
 }
 
-function configFrom(argv: string[]): { config?: ReturnType<typeof validateConfig>['config']; problems: Problem[] } {
-  const loaded = loadRaw(parseFlags(argv));
+function configFrom(argv: string[]): { config?: ReturnType<typeof validateConfig>['config']; problems: Problem[]; nginxFailed?: boolean } {
+  const args = parseFlags(argv);
+  let fromNginx: Record<string, unknown> = {};
+  if (args.nginxConfig !== undefined) {
+    const imported = readNginx(args.nginxConfig, args.strict === true);
+    if (!imported) return { problems: [], nginxFailed: true };
+    fromNginx = imported;
+  }
+  const loaded = loadRaw(args, fromNginx);
   const res = validateConfig(loaded.raw);
   return { config: res.config, problems: [...loaded.problems, ...res.problems] };
+}
+
+/**
+ * An nginx.conf through nginx-compat: warnings and errors on stderr in nginx's words; the gateway
+ * keys it maps to, or undefined when it has errors (as `nginx -t` fails).
+ */
+function readNginx(file: string, strict: boolean): Record<string, unknown> | undefined {
+  const r = importNginxConfig(file, { strict });
+  for (const w of r.warnings) process.stderr.write(`gateway: [warn] ${w.message}\n`);
+  for (const e of r.errors) process.stderr.write(`gateway: [emerg] ${e.message}\n`);
+  if (r.errors.length > 0) {
+    process.stderr.write(`gateway: configuration file ${file} test failed\n`);
+    return undefined;
+  }
+  // The per-location behaviour (static files, try_files, expires, add_header, error_page, return,
+  // rewrite, gzip) is read but not served by the proxy yet: say so rather than drop it silently.
+  const served = [r.server, ...r.locations].filter((l) => l && (l.root !== null || l.tryFiles || l.return || l.rewrite.length > 0 || l.errorPage.length > 0 || l.addHeader.length > 0 || l.gzipStatic !== 'off'));
+  if (served.length > 0) {
+    process.stderr.write(`gateway: [warn] ${served.length} location(s) use root, try_files, return, rewrite, error_page, add_header or gzip_static: read, but not applied yet; every request goes to the app server\n`);
+  }
+  return r.config;
+}
+
+/** `gateway nginx-import FILE [--strict]`: the equivalent gateway config as JSON, warnings on stderr. */
+function nginxImport(argv: string[]): number {
+  const file = argv.find((a) => !a.startsWith('--'));
+  if (file === undefined) {
+    process.stderr.write('gateway: usage: gateway nginx-import /etc/nginx/nginx.conf [--strict]\n');
+    return 2;
+  }
+  const raw = readNginx(file, argv.includes('--strict'));
+  if (!raw) return 1;
+  const res = validateConfig(raw);
+  for (const p of res.problems) process.stderr.write(`gateway: config: ${formatProblem(p)}\n`);
+  process.stdout.write(JSON.stringify(raw, null, 2) + '\n');
+  return res.problems.length > 0 ? 1 : 0;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -63,18 +108,22 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (['pause', 'resume', 'status', 'start', 'stop', 'restart'].includes(command)) return control(command, rest);
+  if (command === 'nginx-import') return nginxImport(rest);
   if (command !== 'run' && command !== 'check') {
-    process.stderr.write(`gateway: unknown command "${command}"; use run, check, status, start, stop, restart, pause or resume\n${usage()}`);
+    process.stderr.write(`gateway: unknown command "${command}"; use run, check, nginx-import, status, start, stop, restart, pause or resume\n${usage()}`);
     return 2;
   }
-  const { config, problems } = configFrom(rest);
+  const { config, problems, nginxFailed } = configFrom(rest);
+  if (nginxFailed) return 2;
   if (problems.length > 0 || !config) {
     for (const p of problems) process.stderr.write(`gateway: config: ${formatProblem(p)}\n`);
     process.stderr.write(`gateway: ${problems.length} problem${problems.length === 1 ? '' : 's'} in the configuration\n`);
     return 2;
   }
   if (command === 'check') {
-    process.stdout.write('gateway: configuration is valid\n');
+    const nginx = rest.indexOf('--nginx-config');
+    if (nginx !== -1) process.stdout.write(`gateway: the configuration file ${rest[nginx + 1]} syntax is ok\ngateway: configuration file ${rest[nginx + 1]} test is successful\n`);
+    else process.stdout.write('gateway: configuration is valid\n');
     return 0;
   }
 

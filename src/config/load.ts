@@ -6,6 +6,10 @@ import type { Problem } from './validate.js';
 export interface ParsedArgs {
   raw: Record<string, unknown>;
   configFile?: string;
+  /** `--nginx-config FILE`: an nginx.conf translated by nginx-compat, under --config and flags. */
+  nginxConfig?: string;
+  /** `--strict`: an unknown nginx directive is an error, not a warning. */
+  strict?: boolean;
   problems: Problem[];
 }
 
@@ -14,8 +18,14 @@ export function parseFlags(argv: string[]): ParsedArgs {
   const raw: Record<string, unknown> = {};
   const problems: Problem[] = [];
   let configFile: string | undefined;
+  let nginxConfig: string | undefined;
+  let strict = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
+    if (arg === '--strict') {
+      strict = true;
+      continue;
+    }
     if (!arg.startsWith('--')) {
       problems.push({ key: arg, value: arg, message: 'unexpected argument', fix: 'options are written --name value; see `gateway --help`' });
       continue;
@@ -37,6 +47,10 @@ export function parseFlags(argv: string[]): ParsedArgs {
       configFile = value;
       continue;
     }
+    if (key === 'nginxConfig') {
+      nginxConfig = value;
+      continue;
+    }
     const v: unknown = value === undefined ? true : value === 'null' && spec?.nullable ? null : value;
     if (spec?.repeatable) {
       const prev = raw[key];
@@ -45,11 +59,11 @@ export function parseFlags(argv: string[]): ParsedArgs {
       raw[key] = v;
     }
   }
-  return configFile === undefined ? { raw, problems } : { raw, configFile, problems };
+  return { raw, problems, strict, ...(configFile === undefined ? {} : { configFile }), ...(nginxConfig === undefined ? {} : { nginxConfig }) };
 }
 
-/** The file's keys, then the flags on top. */
-export function loadRaw(args: ParsedArgs): { raw: Record<string, unknown>; problems: Problem[] } {
+/** The nginx.conf's keys (if any), then the file's, then the flags on top. */
+export function loadRaw(args: ParsedArgs, fromNginx: Record<string, unknown> = {}): { raw: Record<string, unknown>; problems: Problem[] } {
   const problems = [...args.problems];
   let fromFile: Record<string, unknown> = {};
   if (args.configFile !== undefined) {
@@ -64,5 +78,5 @@ export function loadRaw(args: ParsedArgs): { raw: Record<string, unknown>; probl
       problems.push({ key: 'config', value: args.configFile, message: `cannot be read: ${(err as Error).message}`, fix: 'give a readable JSON file' });
     }
   }
-  return { raw: { ...fromFile, ...args.raw }, problems };
+  return { raw: { ...fromNginx, ...fromFile, ...args.raw }, problems };
 }
