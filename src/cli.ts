@@ -10,7 +10,8 @@ import { formatProblem, validateConfig, type Problem } from './config/validate.j
 import { Gateway } from './gateway.js';
 import { createLogger } from './log/logger.js';
 import { sendCommand } from './control/client.js';
-import { importNginxConfig } from '../nginx-compat/index.js';
+import { importNginxConfig, matchLocation, type LocationSpec } from '../nginx-compat/index.js';
+import type { StaticLocation, StaticRouter } from './proxy/static.js';
 
 function usage(): string {
   const lines = [
@@ -47,24 +48,26 @@ async function control(command: string, argv: string[]): Promise<number> {
   }
 }
 
-function configFrom(argv: string[]): { config?: ReturnType<typeof validateConfig>['config']; problems: Problem[]; nginxFailed?: boolean } {
+function configFrom(argv: string[]): { config?: ReturnType<typeof validateConfig>['config']; problems: Problem[]; nginxFailed?: boolean; statics?: StaticRouter } {
   const args = parseFlags(argv);
   let fromNginx: Record<string, unknown> = {};
+  let statics: StaticRouter | undefined;
   if (args.nginxConfig !== undefined) {
     const imported = readNginx(args.nginxConfig, args.strict === true);
     if (!imported) return { problems: [], nginxFailed: true };
-    fromNginx = imported;
+    fromNginx = imported.config;
+    statics = imported.statics;
   }
   const loaded = loadRaw(args, fromNginx);
   const res = validateConfig(loaded.raw);
-  return { config: res.config, problems: [...loaded.problems, ...res.problems] };
+  return { config: res.config, problems: [...loaded.problems, ...res.problems], ...(statics ? { statics } : {}) };
 }
 
 /**
  * An nginx.conf through nginx-compat: warnings and errors on stderr in nginx's words; the gateway
  * keys it maps to, or undefined when it has errors (as `nginx -t` fails).
  */
-function readNginx(file: string, strict: boolean): Record<string, unknown> | undefined {
+function readNginx(file: string, strict: boolean): { config: Record<string, unknown>; statics?: StaticRouter } | undefined {
   const r = importNginxConfig(file, { strict });
   for (const w of r.warnings) process.stderr.write(`gateway: [warn] ${w.message}\n`);
   for (const e of r.errors) process.stderr.write(`gateway: [emerg] ${e.message}\n`);
@@ -72,13 +75,27 @@ function readNginx(file: string, strict: boolean): Record<string, unknown> | und
     process.stderr.write(`gateway: configuration file ${file} test failed\n`);
     return undefined;
   }
-  // The per-location behaviour (static files, try_files, expires, add_header, error_page, return,
-  // rewrite, gzip) is read but not served by the proxy yet: say so rather than drop it silently.
-  const served = [r.server, ...r.locations].filter((l) => l && (l.root !== null || l.tryFiles || l.return || l.rewrite.length > 0 || l.errorPage.length > 0 || l.addHeader.length > 0 || l.gzipStatic !== 'off'));
-  if (served.length > 0) {
-    process.stderr.write(`gateway: [warn] ${served.length} location(s) use root, try_files, return, rewrite, error_page, add_header or gzip_static: read, but not applied yet; every request goes to the app server\n`);
+  // Static files (root, try_files, expires, add_header, gzip_static) are served; return, rewrite,
+  // error_page and gzip of responses are read but not applied yet: say so rather than drop them.
+  const pending = [r.server, ...r.locations].filter((l) => l && (l.return || l.rewrite.length > 0 || l.errorPage.length > 0 || l.gzip.enabled));
+  if (pending.length > 0) {
+    process.stderr.write(`gateway: [warn] ${pending.length} location(s) use return, rewrite, error_page or gzip: read, but not applied yet\n`);
   }
-  return r.config;
+  const adapt = (l: LocationSpec): StaticLocation => ({
+    root: l.root,
+    tryFiles: l.tryFiles,
+    proxy: l.proxyPass !== null,
+    expires: l.expires.kind === 'after' ? { kind: 'after', seconds: l.expires.seconds } : l.expires,
+    headers: l.addHeader,
+    gzipStatic: l.gzipStatic !== 'off',
+  });
+  const statics = [r.server, ...r.locations].some((l) => l && (l.root !== null || l.tryFiles))
+    ? (path: string) => {
+        const loc = matchLocation(r.locations, path) ?? r.server ?? undefined;
+        return loc ? adapt(loc) : undefined;
+      }
+    : undefined;
+  return { config: r.config, ...(statics ? { statics } : {}) };
 }
 
 /** `gateway nginx-import FILE [--strict]`: the equivalent gateway config as JSON, warnings on stderr. */
@@ -88,8 +105,9 @@ function nginxImport(argv: string[]): number {
     process.stderr.write('gateway: usage: gateway nginx-import /etc/nginx/nginx.conf [--strict]\n');
     return 2;
   }
-  const raw = readNginx(file, argv.includes('--strict'));
-  if (!raw) return 1;
+  const imported = readNginx(file, argv.includes('--strict'));
+  if (!imported) return 1;
+  const raw = imported.config;
   const res = validateConfig(raw);
   for (const p of res.problems) process.stderr.write(`gateway: config: ${formatProblem(p)}\n`);
   process.stdout.write(JSON.stringify(raw, null, 2) + '\n');
@@ -113,7 +131,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`gateway: unknown command "${command}"; use run, check, nginx-import, status, start, stop, restart, pause or resume\n${usage()}`);
     return 2;
   }
-  const { config, problems, nginxFailed } = configFrom(rest);
+  const { config, problems, nginxFailed, statics } = configFrom(rest);
   if (nginxFailed) return 2;
   if (problems.length > 0 || !config) {
     for (const p of problems) process.stderr.write(`gateway: config: ${formatProblem(p)}\n`);
@@ -130,7 +148,7 @@ async function main(argv: string[]): Promise<number> {
   const log = createLogger(config.logLevel);
   let gateway: Gateway;
   try {
-    gateway = new Gateway(config, log);
+    gateway = new Gateway(config, log, statics);
   } catch (err) {
     process.stderr.write(`gateway: ${(err as Error).message}\n`);
     return 1;

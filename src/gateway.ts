@@ -9,6 +9,7 @@ import type { GatewayConfig } from './config/schema.js';
 import type { Logger } from './log/logger.js';
 import { AccessLog } from './proxy/access-log.js';
 import { ProxyServer } from './proxy/server.js';
+import type { StaticRouter } from './proxy/static.js';
 import { ControlServer, type CommandHandler } from './control/server.js';
 import { Supervisor } from './supervisor/supervisor.js';
 import { GatewayMetrics } from './metrics/metrics.js';
@@ -28,6 +29,8 @@ export class Gateway {
   constructor(
     readonly config: GatewayConfig,
     private readonly log: Logger,
+    /** Static files per location, when the configuration came from an nginx.conf. */
+    statics?: StaticRouter,
   ) {
     this.accessLog = new AccessLog(config.accessLog, config.accessLogFormat);
     const holdPage = config.holdPage === null ? undefined : readFileSync(config.holdPage);
@@ -42,7 +45,7 @@ export class Gateway {
       websockets: () => this.proxy.websocketSessions,
       supervisor: () => this.supervisor?.metricsSnapshot() ?? { up: false, startTimeSeconds: 0, rssBytes: 0, cpuSeconds: 0, processes: 0, restarts: {}, checkFailures: {}, flapping: false, lastRestartSeconds: 0 },
     });
-    this.proxy = new ProxyServer(config, log.child({ component: 'proxy' }), this.accessLog, { holdPage, socketOwners: owners, metrics: this.metrics });
+    this.proxy = new ProxyServer(config, log.child({ component: 'proxy' }), this.accessLog, { holdPage, socketOwners: owners, metrics: this.metrics, statics });
     if (config.admin !== null) this.admin = new AdminServer(this.metrics, () => socketAccepts(config.upstream), log.child({ component: 'admin' }));
     if (config.pidFile !== null) {
       const appUser = config.appUser === null ? undefined : lookupUser(config.appUser);

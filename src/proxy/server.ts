@@ -16,6 +16,7 @@ import { checkRequest, peerAddress, TrustedProxies, upstreamHeaders, type Forwar
 import { sendError, sendRawError } from './respond.js';
 import { FOREIGN_SOCKET } from './socket-identity.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
+import { serveStatic, type StaticRouter } from './static.js';
 import { UpgradeProxy } from './upgrade.js';
 
 export class BindError extends Error {
@@ -28,6 +29,7 @@ type TrackedResponse = ServerResponse & { [kExchange]?: Exchange };
 export class ProxyServer implements ExchangeOwner {
   private pool: Pool;
   private readonly metrics: GatewayMetrics | undefined;
+  private readonly statics: StaticRouter | undefined;
   /** Client connections open now, on all listeners. */
   connections = 0;
   private readonly upstreamOptions: UpstreamOptions;
@@ -55,10 +57,13 @@ export class ProxyServer implements ExchangeOwner {
       /** Who may own the upstream socket (socket-identity.ts); empty: anyone. */
       socketOwners?: number[];
       metrics?: GatewayMetrics;
+      /** Static files per location, from an nginx.conf (static.ts); none: everything is proxied. */
+      statics?: StaticRouter;
     } = {},
   ) {
     const holdPage = opts.holdPage;
     this.metrics = opts.metrics;
+    this.statics = opts.statics;
     const socketCheck = { allowedUids: opts.socketOwners ?? [] };
     this.upstreamOptions = {
       socketPath: config.upstream,
@@ -187,7 +192,47 @@ export class ProxyServer implements ExchangeOwner {
       path = url.pathname + url.search;
       req.headers.host = url.host;
     }
+    if (this.statics) {
+      this.handleStatic(req, res, started, path);
+      return;
+    }
+    this.forward(req, res, started, path);
+  }
 
+  /** A location with root/try_files answers from the disk, or falls through to the app. */
+  private handleStatic(req: IncomingMessage, res: ServerResponse, started: number, path: string): void {
+    const q = path.indexOf('?');
+    let pathname: string;
+    try {
+      pathname = decodeURIComponent(q === -1 ? path : path.slice(0, q));
+    } catch {
+      return this.reject(req, res, new GatewayError('GW_ERR_BAD_REQUEST', 'bad percent-encoding'), started);
+    }
+    const loc = (this.statics as StaticRouter)(pathname);
+    if (!loc || (!loc.tryFiles && (loc.proxy || loc.root === null))) return this.forward(req, res, started, path);
+    this.active++;
+    serveStatic(req, res, loc, pathname).then(
+      (out) => {
+        if (out === 'proxy') {
+          this.active--;
+          this.forward(req, res, started, path);
+        } else if ('error' in out) {
+          const bytes = res.headersSent ? 0 : sendError(res, out.error, !req.complete);
+          this.finish(req, res, { status: out.error, bytesSent: bytes, upstreamTime: undefined, error: undefined }, started);
+        } else {
+          this.finish(req, res, { status: out.status, bytesSent: out.served, upstreamTime: undefined, error: undefined }, started);
+        }
+      },
+      (err: unknown) => {
+        this.log.error({ err }, 'static file failed');
+        if (!res.headersSent) sendError(res, 500, true);
+        else res.destroy();
+        this.finish(req, res, { status: 500, bytesSent: 0, upstreamTime: undefined, error: undefined }, started);
+      },
+    );
+  }
+
+  private forward(req: IncomingMessage, res: ServerResponse, started: number, path: string): void {
     const { headers } = upstreamHeaders(req, this.ctx);
     const te = req.headers['transfer-encoding'];
     const cl = req.headers['content-length'];

@@ -1,0 +1,136 @@
+/**
+ * Static files, as nginx serves them in front of Rails: a location with `root` (and `try_files
+ * $uri/index.html $uri @app`) answers from the disk when the file is there and sends the request
+ * to the app otherwise; `expires`, `add_header` and `gzip_static` as nginx applies them. Only used
+ * when the configuration came from an nginx.conf with such locations (the composition root passes a
+ * router); without one the proxy never touches the disk.
+ */
+import { createReadStream, promises as fsp, type Stats } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { extname, resolve, sep } from 'node:path';
+
+export interface StaticLocation {
+  root: string | null;
+  tryFiles: string[] | null;
+  /** The location itself proxies (proxy_pass). */
+  proxy: boolean;
+  expires: { kind: 'off' } | { kind: 'epoch' } | { kind: 'max' } | { kind: 'after'; seconds: number };
+  headers: { name: string; value: string }[];
+  gzipStatic: boolean;
+}
+
+/** The location for a decoded path; undefined: no static handling (proxy). */
+export type StaticRouter = (path: string) => StaticLocation | undefined;
+
+/** What happened: the file was served (with its body bytes), go to the app, or answer a status. */
+export type StaticOutcome = { served: number; status: number } | 'proxy' | { error: number };
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html', '.htm': 'text/html', '.css': 'text/css', '.js': 'application/javascript', '.mjs': 'application/javascript',
+  '.json': 'application/json', '.xml': 'application/xml', '.txt': 'text/plain', '.svg': 'image/svg+xml', '.png': 'image/png',
+  '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.gif': 'image/gif', '.webp': 'image/webp', '.ico': 'image/x-icon',
+  '.woff': 'font/woff', '.woff2': 'font/woff2', '.ttf': 'font/ttf', '.map': 'application/json', '.pdf': 'application/pdf',
+  '.wasm': 'application/wasm',
+};
+
+export async function serveStatic(req: IncomingMessage, res: ServerResponse, loc: StaticLocation, path: string): Promise<StaticOutcome> {
+  const entries = loc.tryFiles ?? (loc.proxy ? null : ['$uri']);
+  if (entries === null || loc.root === null) return 'proxy';
+  const last = entries[entries.length - 1] as string;
+  const tries = loc.tryFiles ? entries.slice(0, -1) : entries;
+  const get = req.method === 'GET' || req.method === 'HEAD';
+  for (const entry of tries) {
+    const file = await findFile(loc.root, entry.replaceAll('$uri', path));
+    if (!file) continue;
+    // nginx answers 405 to other methods on a static file.
+    if (!get) return { error: 405 };
+    return send(req, res, loc, file.path, file.stat);
+  }
+  if (!loc.tryFiles) return { error: 404 };
+  if (last.startsWith('@')) return 'proxy';
+  const code = /^=(\d{3})$/.exec(last);
+  if (code) return { error: Number(code[1]) };
+  const file = get ? await findFile(loc.root, last.replaceAll('$uri', path)) : undefined;
+  return file ? send(req, res, loc, file.path, file.stat) : { error: 404 };
+}
+
+/** The file for a URI under root: never outside it (`..` is resolved first), a directory's index.html. */
+async function findFile(root: string, uri: string): Promise<{ path: string; stat: Stats } | undefined> {
+  const base = resolve(root);
+  let path = resolve(base, '.' + (uri.startsWith('/') ? uri : `/${uri}`));
+  if (path !== base && !path.startsWith(base + sep)) return undefined;
+  if (uri.endsWith('/')) path = resolve(path, 'index.html');
+  try {
+    const stat = await fsp.stat(path);
+    return stat.isFile() ? { path, stat } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function send(req: IncomingMessage, res: ServerResponse, loc: StaticLocation, path: string, stat: Stats): Promise<StaticOutcome> {
+  // nginx's ETag: hex mtime (seconds) and hex size.
+  const etag = `"${Math.floor(stat.mtimeMs / 1000).toString(16)}-${stat.size.toString(16)}"`;
+  const headers: Record<string, string | number> = {
+    'Content-Type': TYPES[extname(path).toLowerCase()] ?? 'application/octet-stream',
+    'Last-Modified': stat.mtime.toUTCString(),
+    ETag: etag,
+  };
+  Object.assign(headers, expiresHeaders(loc.expires));
+  for (const h of loc.headers) headers[h.name] = h.value;
+  const since = req.headers['if-modified-since'];
+  if (req.headers['if-none-match'] === etag || (since !== undefined && Date.parse(since) >= Math.floor(stat.mtimeMs / 1000) * 1000)) {
+    res.writeHead(304, headers);
+    res.end();
+    return { served: 0, status: 304 };
+  }
+  let file = path;
+  let size = stat.size;
+  if (loc.gzipStatic) {
+    headers.Vary = 'Accept-Encoding';
+    if (/\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
+      try {
+        const gz = await fsp.stat(`${path}.gz`);
+        if (gz.isFile()) {
+          file = `${path}.gz`;
+          size = gz.size;
+          headers['Content-Encoding'] = 'gzip';
+        }
+      } catch {
+        // no precompressed file: the plain one
+      }
+    }
+  }
+  headers['Content-Length'] = size;
+  res.writeHead(200, headers);
+  if (req.method === 'HEAD') {
+    res.end();
+    return { served: 0, status: 200 };
+  }
+  await new Promise<void>((done) => {
+    const stream = createReadStream(file);
+    stream.on('error', () => {
+      res.destroy();
+      done();
+    });
+    res.on('close', () => {
+      stream.destroy();
+      done();
+    });
+    stream.pipe(res);
+  });
+  return { served: size, status: 200 };
+}
+
+function expiresHeaders(e: StaticLocation['expires']): Record<string, string> {
+  switch (e.kind) {
+    case 'off':
+      return {};
+    case 'epoch':
+      return { Expires: 'Thu, 01 Jan 1970 00:00:01 GMT', 'Cache-Control': 'no-cache' };
+    case 'max':
+      return { Expires: 'Thu, 31 Dec 2037 23:55:55 GMT', 'Cache-Control': 'max-age=315360000' };
+    case 'after':
+      return e.seconds < 0 ? { Expires: new Date(Date.now() + e.seconds * 1000).toUTCString(), 'Cache-Control': 'no-cache' } : { Expires: new Date(Date.now() + e.seconds * 1000).toUTCString(), 'Cache-Control': `max-age=${e.seconds}` };
+  }
+}
