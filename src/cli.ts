@@ -4,6 +4,7 @@
  * only place that exits the process.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadRaw, parseFlags } from './config/load.js';
 import { CONFIG_KEYS, SCHEMA, flagOf } from './config/schema.js';
 import { formatProblem, validateConfig, type Problem } from './config/validate.js';
@@ -48,26 +49,27 @@ async function control(command: string, argv: string[]): Promise<number> {
   }
 }
 
-function configFrom(argv: string[]): { config?: ReturnType<typeof validateConfig>['config']; problems: Problem[]; nginxFailed?: boolean; statics?: StaticRouter } {
+function configFrom(argv: string[]): { config?: ReturnType<typeof validateConfig>['config']; problems: Problem[]; nginxFailed?: boolean; nginx: { statics?: StaticRouter; errorPages?: Map<number, Buffer> } } {
   const args = parseFlags(argv);
   let fromNginx: Record<string, unknown> = {};
-  let statics: StaticRouter | undefined;
+  let nginx: { statics?: StaticRouter; errorPages?: Map<number, Buffer> } = {};
   if (args.nginxConfig !== undefined) {
     const imported = readNginx(args.nginxConfig, args.strict === true);
-    if (!imported) return { problems: [], nginxFailed: true };
-    fromNginx = imported.config;
-    statics = imported.statics;
+    if (!imported) return { problems: [], nginxFailed: true, nginx };
+    const { config, ...rest } = imported;
+    fromNginx = config;
+    nginx = rest;
   }
   const loaded = loadRaw(args, fromNginx);
   const res = validateConfig(loaded.raw);
-  return { config: res.config, problems: [...loaded.problems, ...res.problems], ...(statics ? { statics } : {}) };
+  return { config: res.config, problems: [...loaded.problems, ...res.problems], nginx };
 }
 
 /**
  * An nginx.conf through nginx-compat: warnings and errors on stderr in nginx's words; the gateway
  * keys it maps to, or undefined when it has errors (as `nginx -t` fails).
  */
-function readNginx(file: string, strict: boolean): { config: Record<string, unknown>; statics?: StaticRouter } | undefined {
+function readNginx(file: string, strict: boolean): { config: Record<string, unknown>; statics?: StaticRouter; errorPages?: Map<number, Buffer> } | undefined {
   const r = importNginxConfig(file, { strict });
   for (const w of r.warnings) process.stderr.write(`gateway: [warn] ${w.message}\n`);
   for (const e of r.errors) process.stderr.write(`gateway: [emerg] ${e.message}\n`);
@@ -75,11 +77,23 @@ function readNginx(file: string, strict: boolean): { config: Record<string, unkn
     process.stderr.write(`gateway: configuration file ${file} test failed\n`);
     return undefined;
   }
-  // Static files (root, try_files, expires, add_header, gzip_static) are served; return, rewrite,
-  // error_page and gzip of responses are read but not applied yet: say so rather than drop them.
-  const pending = [r.server, ...r.locations].filter((l) => l && (l.return || l.rewrite.length > 0 || l.errorPage.length > 0 || l.gzip.enabled));
+  // Static files (root, try_files, expires, add_header, gzip_static) are served, and the server's
+  // error_page files answer the errors the gateway makes (502, 503, 504...); return, rewrite,
+  // location-level error_page and gzip of responses are read but not applied yet: say so.
+  const pending = [...r.locations].filter((l) => l.return || l.rewrite.length > 0 || l.errorPage.length > 0 || l.gzip.enabled);
+  if (r.server && (r.server.return || r.server.rewrite.length > 0 || r.server.gzip.enabled)) pending.push(r.server);
   if (pending.length > 0) {
-    process.stderr.write(`gateway: [warn] ${pending.length} location(s) use return, rewrite, error_page or gzip: read, but not applied yet\n`);
+    process.stderr.write(`gateway: [warn] ${pending.length} block(s) use return, rewrite, a location's error_page or gzip: read, but not applied yet\n`);
+  }
+  const errorPages = new Map<number, Buffer>();
+  for (const ep of r.server?.errorPage ?? []) {
+    if (!ep.uri.startsWith('/') || r.server?.root == null) continue;
+    try {
+      const page = readFileSync(join(r.server.root, ep.uri));
+      for (const code of ep.codes) errorPages.set(code, page);
+    } catch (err) {
+      process.stderr.write(`gateway: [warn] error_page ${ep.codes.join(' ')} ${ep.uri}: ${(err as Error).message}; the built-in page is used\n`);
+    }
   }
   const adapt = (l: LocationSpec): StaticLocation => ({
     root: l.root,
@@ -95,7 +109,7 @@ function readNginx(file: string, strict: boolean): { config: Record<string, unkn
         return loc ? adapt(loc) : undefined;
       }
     : undefined;
-  return { config: r.config, ...(statics ? { statics } : {}) };
+  return { config: r.config, ...(statics ? { statics } : {}), ...(errorPages.size > 0 ? { errorPages } : {}) };
 }
 
 /** `gateway nginx-import FILE [--strict]`: the equivalent gateway config as JSON, warnings on stderr. */
@@ -131,7 +145,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`gateway: unknown command "${command}"; use run, check, nginx-import, status, start, stop, restart, pause or resume\n${usage()}`);
     return 2;
   }
-  const { config, problems, nginxFailed, statics } = configFrom(rest);
+  const { config, problems, nginxFailed, nginx } = configFrom(rest);
   if (nginxFailed) return 2;
   if (problems.length > 0 || !config) {
     for (const p of problems) process.stderr.write(`gateway: config: ${formatProblem(p)}\n`);
@@ -148,7 +162,7 @@ async function main(argv: string[]): Promise<number> {
   const log = createLogger(config.logLevel);
   let gateway: Gateway;
   try {
-    gateway = new Gateway(config, log, statics);
+    gateway = new Gateway(config, log, nginx);
   } catch (err) {
     process.stderr.write(`gateway: ${(err as Error).message}\n`);
     return 1;

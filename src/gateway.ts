@@ -29,8 +29,8 @@ export class Gateway {
   constructor(
     readonly config: GatewayConfig,
     private readonly log: Logger,
-    /** Static files per location, when the configuration came from an nginx.conf. */
-    statics?: StaticRouter,
+    /** From an nginx.conf: static files per location, and pages for error statuses. */
+    nginx: { statics?: StaticRouter; errorPages?: Map<number, Buffer> } = {},
   ) {
     this.accessLog = new AccessLog(config.accessLog, config.accessLogFormat);
     const holdPage = config.holdPage === null ? undefined : readFileSync(config.holdPage);
@@ -45,7 +45,7 @@ export class Gateway {
       websockets: () => this.proxy.websocketSessions,
       supervisor: () => this.supervisor?.metricsSnapshot() ?? { up: false, startTimeSeconds: 0, rssBytes: 0, cpuSeconds: 0, processes: 0, restarts: {}, checkFailures: {}, flapping: false, lastRestartSeconds: 0 },
     });
-    this.proxy = new ProxyServer(config, log.child({ component: 'proxy' }), this.accessLog, { holdPage, socketOwners: owners, metrics: this.metrics, statics });
+    this.proxy = new ProxyServer(config, log.child({ component: 'proxy' }), this.accessLog, { holdPage, socketOwners: owners, metrics: this.metrics, ...nginx });
     if (config.admin !== null) this.admin = new AdminServer(this.metrics, () => socketAccepts(config.upstream), log.child({ component: 'admin' }));
     if (config.pidFile !== null) {
       const appUser = config.appUser === null ? undefined : lookupUser(config.appUser);

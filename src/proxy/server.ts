@@ -30,6 +30,7 @@ export class ProxyServer implements ExchangeOwner {
   private pool: Pool;
   private readonly metrics: GatewayMetrics | undefined;
   private readonly statics: StaticRouter | undefined;
+  private readonly errorPages: Map<number, Buffer> | undefined;
   /** Client connections open now, on all listeners. */
   connections = 0;
   private readonly upstreamOptions: UpstreamOptions;
@@ -59,11 +60,14 @@ export class ProxyServer implements ExchangeOwner {
       metrics?: GatewayMetrics;
       /** Static files per location, from an nginx.conf (static.ts); none: everything is proxied. */
       statics?: StaticRouter;
+      /** Pages for error statuses the gateway answers itself (nginx's server-level error_page). */
+      errorPages?: Map<number, Buffer>;
     } = {},
   ) {
     const holdPage = opts.holdPage;
     this.metrics = opts.metrics;
     this.statics = opts.statics;
+    this.errorPages = opts.errorPages;
     const socketCheck = { allowedUids: opts.socketOwners ?? [] };
     this.upstreamOptions = {
       socketPath: config.upstream,
@@ -217,7 +221,7 @@ export class ProxyServer implements ExchangeOwner {
           this.active--;
           this.forward(req, res, started, path);
         } else if ('error' in out) {
-          const bytes = res.headersSent ? 0 : sendError(res, out.error, !req.complete);
+          const bytes = res.headersSent ? 0 : sendError(res, out.error, !req.complete, undefined, this.errorPages?.get(out.error));
           this.finish(req, res, { status: out.error, bytesSent: bytes, upstreamTime: undefined, error: undefined }, started);
         } else {
           this.finish(req, res, { status: out.status, bytesSent: out.served, upstreamTime: undefined, error: undefined }, started);
@@ -344,7 +348,9 @@ export class ProxyServer implements ExchangeOwner {
       // Close after client errors and when the request body was not read to its end, so its
       // unread bytes are never parsed as the next request.
       const close = err.source === 'downstream' || !req.complete;
-      bytes = err.code === 'GW_ERR_HOLD_EXPIRED' ? sendError(res, 503, close, this.retryAfter, this.holdPage) : sendError(res, err.status, close);
+      // The operator's page for this status (nginx's error_page), else the built-in one.
+      const page = this.errorPages?.get(err.status);
+      bytes = err.code === 'GW_ERR_HOLD_EXPIRED' ? sendError(res, 503, close, this.retryAfter, this.holdPage ?? page) : sendError(res, err.status, close, undefined, page);
     }
     if (err.code === 'GW_ERR_UPSTREAM_CONNECT_TIMEOUT' || err.code === 'GW_ERR_UPSTREAM_PERMISSION') this.metrics?.connectError((err.cause as NodeJS.ErrnoException | undefined)?.code ?? '');
     if (err.source === 'upstream') this.log.error({ code: err.code, cause: (err.cause as NodeJS.ErrnoException | undefined)?.code, upstream: this.config.upstream }, err.message);

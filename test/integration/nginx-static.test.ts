@@ -116,3 +116,38 @@ http {
     await r.body.dump();
   });
 });
+
+describe('error_page from an nginx.conf', () => {
+  const tmp = tempDir();
+  let gw: RunningGateway | undefined;
+  afterAll(async () => {
+    await gw?.stop();
+    tmp.cleanup();
+  });
+
+  it("answers the gateway's own 502 with the server's error_page file", async () => {
+    const pub = join(tmp.dir, 'public');
+    mkdirSync(pub);
+    writeFileSync(join(pub, '50x.html'), '<h1>We will be right back</h1>\n');
+    const conf = join(tmp.dir, 'nginx.conf');
+    writeFileSync(
+      conf,
+      `events { worker_connections 64; }
+http {
+  upstream app_server { server unix:${join(tmp.dir, 'missing.sock')}; }
+  server {
+    listen 80;
+    root ${pub};
+    error_page 500 502 503 504 /50x.html;
+    location / { proxy_pass http://app_server; }
+  }
+}
+`,
+    );
+    // Holding off, so the missing app is a 502 at once, as with nginx.
+    gw = await startGateway(['--nginx-config', conf, '--access-log', 'off', '--hold-timeout', '0']);
+    const r = await request(`${gw.url}/anything`);
+    expect(r.statusCode).toBe(502);
+    expect(await r.body.text()).toBe('<h1>We will be right back</h1>\n');
+  });
+});
