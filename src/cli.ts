@@ -80,10 +80,10 @@ function readNginx(file: string, strict: boolean): { config: Record<string, unkn
   // Static files (root, try_files, expires, add_header, gzip_static) are served, and the server's
   // error_page files answer the errors the gateway makes (502, 503, 504...); return, rewrite,
   // location-level error_page and gzip of responses are read but not applied yet: say so.
-  const pending = [...r.locations].filter((l) => l.return || l.rewrite.length > 0 || l.errorPage.length > 0 || l.gzip.enabled);
-  if (r.server && (r.server.return || r.server.rewrite.length > 0 || r.server.gzip.enabled)) pending.push(r.server);
+  const pending = [...r.locations].filter((l) => l.rewrite.length > 0 || l.errorPage.length > 0 || l.gzip.enabled);
+  if (r.server && (r.server.rewrite.length > 0 || r.server.gzip.enabled)) pending.push(r.server);
   if (pending.length > 0) {
-    process.stderr.write(`gateway: [warn] ${pending.length} block(s) use return, rewrite, a location's error_page or gzip: read, but not applied yet\n`);
+    process.stderr.write(`gateway: [warn] ${pending.length} block(s) use rewrite, a location's error_page or gzip: read, but not applied yet\n`);
   }
   const errorPages = new Map<number, Buffer>();
   for (const ep of r.server?.errorPage ?? []) {
@@ -102,8 +102,10 @@ function readNginx(file: string, strict: boolean): { config: Record<string, unkn
     expires: l.expires.kind === 'after' ? { kind: 'after', seconds: l.expires.seconds } : l.expires,
     headers: l.addHeader,
     gzipStatic: l.gzipStatic !== 'off',
+    // A server-level `return` runs in nginx's rewrite phase, before any location is chosen.
+    ret: r.server?.return ?? l.return,
   });
-  const statics = [r.server, ...r.locations].some((l) => l && (l.root !== null || l.tryFiles))
+  const statics = [r.server, ...r.locations].some((l) => l && (l.root !== null || l.tryFiles || l.return))
     ? (path: string) => {
         const loc = matchLocation(r.locations, path) ?? r.server ?? undefined;
         return loc ? adapt(loc) : undefined;

@@ -88,7 +88,10 @@ export function toGatewayError(err: unknown): GatewayError {
 
 const REASONS: Record<number, string> = {
   400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
   405: 'Not Allowed',
+  410: 'Gone',
   408: 'Request Time-out',
   413: 'Request Entity Too Large',
   431: 'Request Header Fields Too Large',

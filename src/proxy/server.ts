@@ -213,7 +213,7 @@ export class ProxyServer implements ExchangeOwner {
       return this.reject(req, res, new GatewayError('GW_ERR_BAD_REQUEST', 'bad percent-encoding'), started);
     }
     const loc = (this.statics as StaticRouter)(pathname);
-    if (!loc || (!loc.tryFiles && (loc.proxy || loc.root === null))) return this.forward(req, res, started, path);
+    if (!loc || (!loc.ret && !loc.tryFiles && (loc.proxy || loc.root === null))) return this.forward(req, res, started, path);
     this.active++;
     serveStatic(req, res, loc, pathname).then(
       (out) => {

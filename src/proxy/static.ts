@@ -17,6 +17,8 @@ export interface StaticLocation {
   expires: { kind: 'off' } | { kind: 'epoch' } | { kind: 'max' } | { kind: 'after'; seconds: number };
   headers: { name: string; value: string }[];
   gzipStatic: boolean;
+  /** nginx's `return code [text|URL]`, variables as text ($scheme, $host, $request_uri, $uri). */
+  ret?: { status: number; text: string | null } | null;
 }
 
 /** The location for a decoded path; undefined: no static handling (proxy). */
@@ -33,7 +35,33 @@ const TYPES: Record<string, string> = {
   '.wasm': 'application/wasm',
 };
 
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/** nginx's `return`: a redirect with Location, a status with a text body, or a bare status. */
+export function answerReturn(req: IncomingMessage, res: ServerResponse, ret: { status: number; text: string | null }, path: string): StaticOutcome {
+  const host = String(req.headers.host ?? 'localhost').replace(/:\d+$/, '');
+  const text = ret.text?.replace(/\$(scheme|host|request_uri|uri|http_host)\b|\$\{(scheme|host|request_uri|uri|http_host)\}/g, (_m, a?: string, b?: string) => {
+    const v = a ?? b;
+    if (v === 'scheme') return 'http';
+    if (v === 'host') return host;
+    if (v === 'http_host') return String(req.headers.host ?? '');
+    if (v === 'request_uri') return req.url ?? '/';
+    return path;
+  });
+  if (REDIRECTS.has(ret.status) && text != null) {
+    const body = `<html>\r\n<head><title>${ret.status}</title></head>\r\n<body>\r\n<center><h1>${ret.status}</h1></center>\r\n</body>\r\n</html>\r\n`;
+    res.writeHead(ret.status, { Location: text, 'Content-Type': 'text/html', 'Content-Length': Buffer.byteLength(body) });
+    res.end(req.method === 'HEAD' ? undefined : body);
+    return { served: req.method === 'HEAD' ? 0 : Buffer.byteLength(body), status: ret.status };
+  }
+  if (text == null) return { error: ret.status };
+  res.writeHead(ret.status, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(text) });
+  res.end(req.method === 'HEAD' ? undefined : text);
+  return { served: req.method === 'HEAD' ? 0 : Buffer.byteLength(text), status: ret.status };
+}
+
 export async function serveStatic(req: IncomingMessage, res: ServerResponse, loc: StaticLocation, path: string): Promise<StaticOutcome> {
+  if (loc.ret) return answerReturn(req, res, loc.ret, path);
   const entries = loc.tryFiles ?? (loc.proxy ? null : ['$uri']);
   if (entries === null || loc.root === null) return 'proxy';
   const last = entries[entries.length - 1] as string;

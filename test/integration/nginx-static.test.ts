@@ -151,3 +151,47 @@ http {
     expect(await r.body.text()).toBe('<h1>We will be right back</h1>\n');
   });
 });
+
+describe('return from an nginx.conf', () => {
+  const tmp = tempDir();
+  let gw: RunningGateway | undefined;
+  let app: Upstream | undefined;
+  afterAll(async () => {
+    await gw?.stop();
+    await app?.close();
+    tmp.cleanup();
+  });
+
+  it('redirects, answers a text, or a bare status, and proxies the rest', async () => {
+    app = await httpUpstream(join(tmp.dir, 'app.sock'), (_req, res) => res.end('from the app'));
+    const conf = join(tmp.dir, 'nginx.conf');
+    writeFileSync(
+      conf,
+      `events { worker_connections 64; }
+http {
+  upstream app_server { server unix:${app.socketPath}; }
+  server {
+    listen 80;
+    location /legacy/ { return 301 https://$host$request_uri; }
+    location = /up { return 200 "ok"; }
+    location = /gone { return 410; }
+    location / { proxy_pass http://app_server; }
+  }
+}
+`,
+    );
+    gw = await startGateway(['--nginx-config', conf, '--access-log', 'off']);
+    const moved = await request(`${gw.url}/legacy/page?q=1`, { headers: { host: 'shop.example:8080' } });
+    expect(moved.statusCode).toBe(301);
+    expect(moved.headers.location).toBe('https://shop.example/legacy/page?q=1');
+    await moved.body.dump();
+    const up = await request(`${gw.url}/up`);
+    expect(up.statusCode).toBe(200);
+    expect(await up.body.text()).toBe('ok');
+    const gone = await request(`${gw.url}/gone`);
+    expect(gone.statusCode).toBe(410);
+    await gone.body.dump();
+    const rest = await request(`${gw.url}/other`);
+    expect(await rest.body.text()).toBe('from the app');
+  });
+});
