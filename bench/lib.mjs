@@ -264,3 +264,17 @@ export function writeWorkJson(name, data) {
   fs.writeFileSync(file, `${JSON.stringify(data, null, 2)}\n`);
   return path.relative(ROOT, file);
 }
+
+/** nginx as the proxy peer, as users run it in front of the app socket: upstream keepalive, HTTP/1.1. */
+export function nginxProxyServer(port, sock) {
+  return `
+  upstream app { server unix:${sock}; keepalive 32; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }`;
+}

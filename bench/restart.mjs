@@ -11,7 +11,7 @@ import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   BENCH, CAN_PIN, ROOT, checkMachine, ensureTools, freePort, mkTemp, node, printTable, runMain,
-  running, signalGroup, start, startCaddy, startNginx, stop, waitFor200, writeWorkJson,
+  nginxProxyServer, running, signalGroup, start, startCaddy, startNginx, stop, waitFor200, writeWorkJson,
 } from './lib.mjs';
 
 const GATEWAY_CLI = path.resolve(ROOT, process.env.BENCH_GATEWAY || 'dist/src/cli.js');
@@ -102,23 +102,14 @@ const CONTENDERS = [
     // Holding is on by default; --hold-timeout spelled out so the figure is not a surprise.
     start: ({ port, sock }) => start('gateway', node, [
       GATEWAY_CLI, 'run', '--listen', `127.0.0.1:${port}`, '--upstream', sock,
-      '--admin', 'null', '--control', 'null', '--access-log', 'off', '--hold-timeout', '30s',
+      '--admin', 'null', '--control', 'null', '--pid-file', 'null', '--access-log', 'off', '--hold-timeout', '30s',
     ], { cpu: 0 }),
   },
   {
     name: 'nginx',
     needs: ['nginx'],
     // What users run today: one try, 502 when the socket is missing.
-    start: ({ port, sock }) => startNginx('nginx', mkTemp('bench-nginx-'), `
-  upstream app { server unix:${sock}; keepalive 32; }
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }`, 0),
+    start: ({ port, sock }) => startNginx('nginx', mkTemp('bench-nginx-'), nginxProxyServer(port, sock), 0),
   },
   {
     name: 'caddy',

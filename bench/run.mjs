@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   BENCH, CAN_PIN, ROOT, checkMachine, children, ensureTools, freePort, mkTemp, node, printTable,
-  runMain, start, startCaddy, startNginx, stop, waitFor200, writeConf, writeWorkJson,
+  nginxProxyServer, runMain, start, startCaddy, startNginx, stop, waitFor200, writeConf, writeWorkJson,
 } from './lib.mjs';
 
 // BENCH_GATEWAY lets you point the bench at another build (or a stand-in) of the CLI.
@@ -80,16 +80,7 @@ const CONTENDERS = [
   {
     name: 'nginx',
     needs: ['nginx'],
-    start: ({ port, sock }) => startNginx('nginx', mkTemp('bench-nginx-'), `
-  upstream app { server unix:${sock}; keepalive 32; }
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }`, 0),
+    start: ({ port, sock }) => startNginx('nginx', mkTemp('bench-nginx-'), nginxProxyServer(port, sock), 0),
   },
   {
     name: 'haproxy',

@@ -11,6 +11,19 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/** The host's Unicorn before_fork: the new master QUITs the old one (its PID in PID.oldbin) after USR2. */
+export const UNICORN_BEFORE_FORK = [
+  'before_fork do |server, _worker|',
+  '  old_pid = "#{server.config[:pid]}.oldbin"',
+  '  if File.exist?(old_pid) && server.pid != old_pid',
+  '    begin',
+  '      Process.kill(:QUIT, File.read(old_pid).to_i)',
+  '    rescue Errno::ENOENT, Errno::ESRCH',
+  '    end',
+  '  end',
+  'end',
+];
+
 export const RACKUP = fileURLToPath(new URL('../fixtures/rack/config.ru', import.meta.url));
 
 export interface ServerKind {
@@ -49,15 +62,7 @@ export const SERVERS: ServerKind[] = [
           'worker_processes 4',
           `listen ${JSON.stringify(sock)}`,
           `pid ${JSON.stringify(pid)}`,
-          'before_fork do |server, _worker|',
-          '  old_pid = "#{server.config[:pid]}.oldbin"',
-          '  if File.exist?(old_pid) && server.pid != old_pid',
-          '    begin',
-          '      Process.kill(:QUIT, File.read(old_pid).to_i)',
-          '    rescue Errno::ENOENT, Errno::ESRCH',
-          '    end',
-          '  end',
-          'end',
+          ...UNICORN_BEFORE_FORK,
           '',
         ].join('\n'),
       );

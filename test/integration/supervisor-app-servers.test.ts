@@ -25,6 +25,7 @@ import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UNICORN_BEFORE_FORK } from '../helpers/app-servers.js';
 import { requireBinary } from '../helpers/debian.js';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { appFiles, appStatus, duplicatePosts, failures, gatewayCommand, killGroups, Load, processesMatching, readRecord, sleep, type AppFiles, type Outcome } from '../helpers/supervised.js';
@@ -91,15 +92,7 @@ const SERVERS: ServerKind[] = [
           `pid ${JSON.stringify(f.pidFile)}`,
           'worker_processes 2',
           'preload_app false',
-          'before_fork do |server, _worker|',
-          '  old_pid = "#{server.config[:pid]}.oldbin"',
-          '  if File.exist?(old_pid) && server.pid != old_pid',
-          '    begin',
-          '      Process.kill(:QUIT, File.read(old_pid).to_i)',
-          '    rescue Errno::ENOENT, Errno::ESRCH',
-          '    end',
-          '  end',
-          'end',
+          ...UNICORN_BEFORE_FORK,
           '',
         ].join('\n'),
       );
