@@ -435,9 +435,15 @@ for (const kind of SERVERS) {
       for (const m of marks.slice(1)) expect(describeOutcome(m, t0), why).toMatch(/ 200$/);
       expect(idempotentFailed.map((o) => describeOutcome(o, t0)), why).toEqual([]);
       expect(postOther.map((o) => describeOutcome(o, t0)), why).toEqual([]);
-      // A POST may fail only if it was sent before the app died.
-      expect(post502.filter((o) => o.start >= diedAt).map((o) => describeOutcome(o, t0)), why).toEqual([]);
-      expect(later.map((o) => describeOutcome(o, t0)), why).toEqual([]);
+      // A POST may fail only if it was sent before the app died, or, a race the gateway cannot
+      // close without risking a POST twice, if it was dispatched on a pooled connection to the
+      // dead server before the gateway had seen that connection close (docs/holding.md): then it
+      // went out before the gate noticed the app was down, and the app never saw it.
+      const downLine = /"time":(\d+),[^\n]*"msg":"app server not accepting; holding requests"/.exec(gw!.output());
+      const gateDownAt = downLine ? Number(downLine[1]) - performance.timeOrigin : Infinity;
+      const raced = (o: Outcome) => o.method === 'POST' && o.status === 502 && o.start <= gateDownAt + 5 && !seen.has(o.id);
+      expect(post502.filter((o) => o.start >= diedAt && !raced(o)).map((o) => describeOutcome(o, t0)), why).toEqual([]);
+      expect(later.filter((o) => !raced(o)).map((o) => describeOutcome(o, t0)), why).toEqual([]);
       expectPostsOnce([...out, ...marks], lines);
       // The GET and the PUT were replayed once each (both were sent when the app died).
       expect(stats.replayed).toBeGreaterThanOrEqual(2);
