@@ -21,6 +21,8 @@ export interface AccessEntry {
   /** Milliseconds from dispatch to the upstream's response head; undefined when there was none. */
   upstreamTime: number | undefined;
   held: boolean;
+  /** The gateway's error code when the gateway answered or cut the request (docs/errors.md). */
+  error?: string | undefined;
 }
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -91,6 +93,7 @@ export class AccessLog {
         request_time: e.requestTime / 1000,
         upstream_response_time: e.upstreamTime === undefined ? null : e.upstreamTime / 1000,
         held: e.held,
+        error: e.error ?? null,
       }) + '\n'
     );
   }

@@ -98,6 +98,12 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   readonly arrived: number;
   private headBytes = -1;
   /**
+   * The app server's response head, not yet handed to the client: it goes with the first body
+   * chunk or the end (Node sends a head with its first body bytes anyway, so nothing waits longer).
+   * Until then the app can still die and the client gets a clean answer, not a truncated one.
+   */
+  private head: { text: string; headers: string[] } | undefined;
+  /**
    * The client address, read now: once a response with a fully read body ends, Node detaches the
    * socket and `req.socket` is null (a POST was never access-logged because of it).
    */
@@ -268,14 +274,22 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     this.status = statusCode;
     this.resumeUpstream = resume;
     if (this.res.destroyed) return false;
-    // A request in flight when the stop began answers with Connection: close (docs/proxy.md), so
-    // the client does not send its next request on a connection we are about to close.
-    if (this.owner.stopping) this.res.shouldKeepAlive = false;
-    this.res.writeHead(statusCode, statusText || undefined, downstreamHeaders(rawHeaders));
+    this.head = { text: statusText, headers: downstreamHeaders(rawHeaders) };
     return true;
   }
 
+  /** Hands the app server's head to the client (with the first body chunk or the end). */
+  private writeHead(): void {
+    const head = this.head as { text: string; headers: string[] };
+    this.head = undefined;
+    // A request in flight when the stop began answers with Connection: close (docs/proxy.md), so
+    // the client does not send its next request on a connection we are about to close.
+    if (this.owner.stopping) this.res.shouldKeepAlive = false;
+    this.res.writeHead(this.status, head.text || undefined, head.headers);
+  }
+
   onData(chunk: Buffer): boolean {
+    if (this.head) this.writeHead();
     this.bytesSent += chunk.length;
     const ok = this.res.write(chunk);
     if (!ok) this.res.once('drain', this.onDrain);
@@ -284,6 +298,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
 
   onComplete(trailers: string[] | Buffer[] | null): void {
     this.done = true;
+    if (this.head) this.writeHead();
     if (trailers && trailers.length > 0) {
       const t: Record<string, string> = {};
       for (let i = 0; i < trailers.length; i += 2) t[String(trailers[i])] = String(trailers[i + 1]);
@@ -297,6 +312,13 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     if (this.done) return;
     this.abortUpstream = undefined;
     const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (this.head) {
+      // The app server died between its head and its body (Unicorn writes them apart): the client
+      // has seen nothing, so this is a failure before the response, replayed or answered 502 cleanly
+      // rather than a truncated response (hold-app-servers.test.ts, SIGKILL under load).
+      this.head = undefined;
+      this.status = 0;
+    }
     // The connection was reset before undici wrote anything of this attempt (it calls onConnect
     // right before writing): e.g. connected into the accept queue of a listener that then closed.
     // Nothing was sent, POST included; it was answered 502 (hold-app-servers.test.ts, Unicorn cold

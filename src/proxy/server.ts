@@ -388,6 +388,7 @@ export class ProxyServer implements ExchangeOwner {
         requestTime: performance.now() - started,
         upstreamTime: r.upstreamTime,
         held: exchange?.wasHeld ?? false,
+        error: r.error?.code,
       });
     } catch (err) {
       this.log.error({ err }, 'access log entry failed');

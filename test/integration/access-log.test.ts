@@ -197,7 +197,7 @@ describe('access log, json format', () => {
     expect(r).toEqual({ status: 200, body: 'slow' });
     const [line] = await lines(file, 1);
     const e = JSON.parse(line ?? '') as Record<string, unknown>;
-    expect(e).toMatchObject({ remote_addr: '127.0.0.1', method: 'GET', uri: '/slow?a=b', protocol: 'HTTP/1.1', status: 200, body_bytes_sent: 4, user_agent: 'json-agent', referer: null });
+    expect(e).toMatchObject({ remote_addr: '127.0.0.1', method: 'GET', uri: '/slow?a=b', protocol: 'HTTP/1.1', status: 200, body_bytes_sent: 4, user_agent: 'json-agent', referer: null, error: null });
     // Seconds, as nginx's $request_time: the upstream took 150 ms to answer.
     expect(typeof e.request_time).toBe('number');
     expect(typeof e.upstream_response_time).toBe('number');
@@ -215,7 +215,7 @@ describe('access log, json format', () => {
     expect(r.status).toBe(413);
     const all = await lines(file, before + 1);
     const e = JSON.parse(all[before] ?? '') as Record<string, unknown>;
-    expect(e).toMatchObject({ status: 413, method: 'POST', uri: '/big', upstream_response_time: null });
+    expect(e).toMatchObject({ status: 413, method: 'POST', uri: '/big', upstream_response_time: null, error: 'GW_ERR_BODY_TOO_LARGE' });
     expect(typeof e.request_time).toBe('number');
   });
 });

@@ -282,6 +282,18 @@ for (const kind of SERVERS) {
       return (JSON.parse(r.stdout) as { stats: Record<string, number> }).stats;
     }
 
+    /** On a failure: the gateway's warnings and errors, and the access log's 5xx and cut requests. */
+    function diagnostics(): string {
+      const gwLines = gw!.output().split('\n').filter((l) => /"level":[4-6]\d/.test(l));
+      let access: string[] = [];
+      try {
+        access = readFileSync(join((tmp as { dir: string }).dir, 'access.log'), 'utf8').split('\n').filter((l) => /"status":(5\d\d|499)|"error":"/.test(l));
+      } catch {
+        // no access log yet
+      }
+      return `--- gateway warnings and errors:\n${gwLines.slice(-40).join('\n')}\n--- access log, 5xx and errors:\n${access.slice(-40).join('\n')}`;
+    }
+
     const delta = (a: Record<string, number>, b: Record<string, number>) => Object.fromEntries(['held', 'released', 'replayed', 'expired', 'overflowed'].map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)]));
 
     /** Asserts the record: no POST id twice, and every POST answered 200 reached the app exactly once. */
@@ -341,7 +353,7 @@ for (const kind of SERVERS) {
           `stop took ${(diedAt - stopAt).toFixed(0)} ms; gate ${JSON.stringify(stats)}; ${describeRelease(r)}`,
       );
 
-      const why = `${gw!.output().slice(-3000)}\n--- ${kind.name} output until it stopped:\n${stoppedOutput.slice(-1500)}`;
+      const why = `${diagnostics()}\n--- ${kind.name} output until it stopped:\n${stoppedOutput.slice(-1500)}`;
       expect(inGap.length, 'requests must have arrived during the gap').toBeGreaterThanOrEqual(LOOPS / 2);
       expect(inGap.filter((o) => !ok(o)).map((o) => describeOutcome(o, t0)), why).toEqual([]);
       expect(failed.filter((o) => !inFlightPost(o)).map((o) => describeOutcome(o, t0)), why).toEqual([]);
@@ -429,7 +441,7 @@ for (const kind of SERVERS) {
 
       const slowest = [...out, ...marks].sort((a, b) => b.end - b.start - (a.end - a.start))[0];
       if (slowest) print(`${kind.name} SIGKILL: slowest request ${describeOutcome(slowest, t0)} (accepting at +${(acceptAt - t0).toFixed(0)} ms; at the app at ${lines.filter((l) => l.id === slowest.id).map((l) => `+${(l.t - t0).toFixed(0)}`).join(', ')})`);
-      const why = `${gw!.output().slice(-3000)}\n--- ${kind.name} output:\n${app!.output().slice(-3000)}`;
+      const why = `${diagnostics()}\n--- ${kind.name} output:\n${app!.output().slice(-3000)}`;
       expect(describeOutcome(marks[0], t0)).toMatch(/ 502$/);
       expect(seen.get('marker-post')).toBe(1);
       for (const m of marks.slice(1)) expect(describeOutcome(m, t0), why).toMatch(/ 200$/);
@@ -439,8 +451,11 @@ for (const kind of SERVERS) {
       // close without risking a POST twice, if it was dispatched on a pooled connection to the
       // dead server before the gateway had seen that connection close (docs/holding.md): then it
       // went out before the gate noticed the app was down, and the app never saw it.
-      const downLine = /"time":(\d+),[^\n]*"msg":"app server not accepting; holding requests"/.exec(gw!.output());
-      const gateDownAt = downLine ? Number(downLine[1]) - performance.timeOrigin : Infinity;
+      // The gateway's log times are epoch ms, ours CLOCK_MONOTONIC ms: convert with the offset read
+      // now, and take the first such line at or after the kill (earlier tests logged their own).
+      const epochOffset = Date.now() - now();
+      const downTimes = [...gw!.output().matchAll(/"time":(\d+),[^\n]*"msg":"app server not accepting; holding requests"/g)].map((m) => Number(m[1]) - epochOffset);
+      const gateDownAt = downTimes.find((t) => t >= killAt - 2) ?? Infinity;
       const raced = (o: Outcome) => o.method === 'POST' && o.status === 502 && o.start <= gateDownAt + 5 && !seen.has(o.id);
       expect(post502.filter((o) => o.start >= diedAt && !raced(o)).map((o) => describeOutcome(o, t0)), why).toEqual([]);
       expect(later.filter((o) => !raced(o)).map((o) => describeOutcome(o, t0)), why).toEqual([]);
