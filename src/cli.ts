@@ -4,15 +4,13 @@
  * only place that exits the process.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { loadRaw, parseFlags } from './config/load.js';
 import { CONFIG_KEYS, SCHEMA, flagOf } from './config/schema.js';
 import { formatProblem, validateConfig, type Problem } from './config/validate.js';
 import { Gateway } from './gateway.js';
 import { createLogger } from './log/logger.js';
 import { sendCommand } from './control/client.js';
-import { importNginxConfig, matchLocation, type LocationSpec } from '../nginx-compat/index.js';
-import type { StaticLocation, StaticRouter } from './proxy/static.js';
+import { readNginx, type NginxSite } from './nginx-site.js';
 
 function usage(): string {
   const lines = [
@@ -49,12 +47,12 @@ async function control(command: string, argv: string[]): Promise<number> {
   }
 }
 
-function configFrom(argv: string[]): { config?: ReturnType<typeof validateConfig>['config']; problems: Problem[]; nginxFailed?: boolean; nginx: { statics?: StaticRouter; errorPages?: Map<number, Buffer> } } {
+function configFrom(argv: string[]): { config?: ReturnType<typeof validateConfig>['config']; problems: Problem[]; nginxFailed?: boolean; nginx: NginxSite } {
   const args = parseFlags(argv);
   let fromNginx: Record<string, unknown> = {};
-  let nginx: { statics?: StaticRouter; errorPages?: Map<number, Buffer> } = {};
+  let nginx: NginxSite = {};
   if (args.nginxConfig !== undefined) {
-    const imported = readNginx(args.nginxConfig, args.strict === true);
+    const imported = readNginx(args.nginxConfig, args.strict === true, (line) => process.stderr.write(`gateway: ${line}\n`));
     if (!imported) return { problems: [], nginxFailed: true, nginx };
     const { config, ...rest } = imported;
     fromNginx = config;
@@ -65,55 +63,6 @@ function configFrom(argv: string[]): { config?: ReturnType<typeof validateConfig
   return { config: res.config, problems: [...loaded.problems, ...res.problems], nginx };
 }
 
-/**
- * An nginx.conf through nginx-compat: warnings and errors on stderr in nginx's words; the gateway
- * keys it maps to, or undefined when it has errors (as `nginx -t` fails).
- */
-function readNginx(file: string, strict: boolean): { config: Record<string, unknown>; statics?: StaticRouter; errorPages?: Map<number, Buffer> } | undefined {
-  const r = importNginxConfig(file, { strict });
-  for (const w of r.warnings) process.stderr.write(`gateway: [warn] ${w.message}\n`);
-  for (const e of r.errors) process.stderr.write(`gateway: [emerg] ${e.message}\n`);
-  if (r.errors.length > 0) {
-    process.stderr.write(`gateway: configuration file ${file} test failed\n`);
-    return undefined;
-  }
-  // Static files (root, try_files, expires, add_header, gzip_static) are served, and the server's
-  // error_page files answer the errors the gateway makes (502, 503, 504...); return, rewrite,
-  // location-level error_page and gzip of responses are read but not applied yet: say so.
-  const pending = [...r.locations].filter((l) => l.rewrite.length > 0 || l.errorPage.length > 0 || l.gzip.enabled);
-  if (r.server && (r.server.rewrite.length > 0 || r.server.gzip.enabled)) pending.push(r.server);
-  if (pending.length > 0) {
-    process.stderr.write(`gateway: [warn] ${pending.length} block(s) use rewrite, a location's error_page or gzip: read, but not applied yet\n`);
-  }
-  const errorPages = new Map<number, Buffer>();
-  for (const ep of r.server?.errorPage ?? []) {
-    if (!ep.uri.startsWith('/') || r.server?.root == null) continue;
-    try {
-      const page = readFileSync(join(r.server.root, ep.uri));
-      for (const code of ep.codes) errorPages.set(code, page);
-    } catch (err) {
-      process.stderr.write(`gateway: [warn] error_page ${ep.codes.join(' ')} ${ep.uri}: ${(err as Error).message}; the built-in page is used\n`);
-    }
-  }
-  const adapt = (l: LocationSpec): StaticLocation => ({
-    root: l.root,
-    tryFiles: l.tryFiles,
-    proxy: l.proxyPass !== null,
-    expires: l.expires.kind === 'after' ? { kind: 'after', seconds: l.expires.seconds } : l.expires,
-    headers: l.addHeader,
-    gzipStatic: l.gzipStatic !== 'off',
-    // A server-level `return` runs in nginx's rewrite phase, before any location is chosen.
-    ret: r.server?.return ?? l.return,
-  });
-  const statics = [r.server, ...r.locations].some((l) => l && (l.root !== null || l.tryFiles || l.return))
-    ? (path: string) => {
-        const loc = matchLocation(r.locations, path) ?? r.server ?? undefined;
-        return loc ? adapt(loc) : undefined;
-      }
-    : undefined;
-  return { config: r.config, ...(statics ? { statics } : {}), ...(errorPages.size > 0 ? { errorPages } : {}) };
-}
-
 /** `gateway nginx-import FILE [--strict]`: the equivalent gateway config as JSON, warnings on stderr. */
 function nginxImport(argv: string[]): number {
   const file = argv.find((a) => !a.startsWith('--'));
@@ -121,7 +70,7 @@ function nginxImport(argv: string[]): number {
     process.stderr.write('gateway: usage: gateway nginx-import /etc/nginx/nginx.conf [--strict]\n');
     return 2;
   }
-  const imported = readNginx(file, argv.includes('--strict'));
+  const imported = readNginx(file, argv.includes('--strict'), (line) => process.stderr.write(`gateway: ${line}\n`));
   if (!imported) return 1;
   const raw = imported.config;
   const res = validateConfig(raw);

@@ -9,7 +9,7 @@ import type { GatewayConfig } from './config/schema.js';
 import type { Logger } from './log/logger.js';
 import { AccessLog } from './proxy/access-log.js';
 import { ProxyServer } from './proxy/server.js';
-import type { StaticRouter } from './proxy/static.js';
+import type { NginxSite } from './nginx-site.js';
 import { ControlServer, type CommandHandler } from './control/server.js';
 import { Supervisor } from './supervisor/supervisor.js';
 import { GatewayMetrics } from './metrics/metrics.js';
@@ -30,7 +30,7 @@ export class Gateway {
     readonly config: GatewayConfig,
     private readonly log: Logger,
     /** From an nginx.conf: static files per location, and pages for error statuses. */
-    nginx: { statics?: StaticRouter; errorPages?: Map<number, Buffer> } = {},
+    nginx: NginxSite = {},
   ) {
     this.accessLog = new AccessLog(config.accessLog, config.accessLogFormat);
     const holdPage = config.holdPage === null ? undefined : readFileSync(config.holdPage);
