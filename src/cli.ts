@@ -8,7 +8,7 @@ import { loadRaw, parseFlags } from './config/load.js';
 import { CONFIG_KEYS, SCHEMA, flagOf } from './config/schema.js';
 import { formatProblem, validateConfig, type Problem } from './config/validate.js';
 import { Gateway } from './gateway.js';
-import { createLogger } from './log/logger.js';
+import { createLogger, type Logger } from './log/logger.js';
 import { sendCommand } from './control/client.js';
 import { readNginx, type NginxSite } from './nginx-site.js';
 
@@ -47,12 +47,15 @@ async function control(command: string, argv: string[]): Promise<number> {
   }
 }
 
-function configFrom(argv: string[]): { config?: ReturnType<typeof validateConfig>['config']; problems: Problem[]; nginxFailed?: boolean; nginx: NginxSite } {
+const toStderr = (line: string) => process.stderr.write(`gateway: ${line}\n`);
+
+/** The configuration from flags, --config and --nginx-config; nginx's own lines go to `say`. */
+function configFrom(argv: string[], say: (line: string) => void = toStderr): { config?: ReturnType<typeof validateConfig>['config']; problems: Problem[]; nginxFailed?: boolean; nginx: NginxSite } {
   const args = parseFlags(argv);
   let fromNginx: Record<string, unknown> = {};
   let nginx: NginxSite = {};
   if (args.nginxConfig !== undefined) {
-    const imported = readNginx(args.nginxConfig, args.strict === true, (line) => process.stderr.write(`gateway: ${line}\n`));
+    const imported = readNginx(args.nginxConfig, args.strict === true, say);
     if (!imported) return { problems: [], nginxFailed: true, nginx };
     const { config, ...rest } = imported;
     fromNginx = config;
@@ -70,7 +73,7 @@ function nginxImport(argv: string[]): number {
     process.stderr.write('gateway: usage: gateway nginx-import /etc/nginx/nginx.conf [--strict]\n');
     return 2;
   }
-  const imported = readNginx(file, argv.includes('--strict'), (line) => process.stderr.write(`gateway: ${line}\n`));
+  const imported = readNginx(file, argv.includes('--strict'), toStderr);
   if (!imported) return 1;
   const raw = imported.config;
   const res = validateConfig(raw);
@@ -135,10 +138,15 @@ async function main(argv: string[]): Promise<number> {
       },
     );
   };
+  // nginx's signals: QUIT graceful, TERM and INT fast, HUP reload, USR1 reopen logs.
   process.on('SIGQUIT', () => stop(true, 'SIGQUIT'));
-  process.on('SIGTERM', () => stop(true, 'SIGTERM'));
+  process.on('SIGTERM', () => stop(false, 'SIGTERM'));
   process.on('SIGINT', () => stop(false, 'SIGINT'));
   process.on('SIGUSR1', () => gateway.reopenLogs());
+  let reloading = Promise.resolve();
+  process.on('SIGHUP', () => {
+    reloading = reloading.then(() => (stopping ? undefined : reload(gateway, rest, log)));
+  });
 
   try {
     await gateway.start();
@@ -149,6 +157,27 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
   return done;
+}
+
+/**
+ * HUP: read the configuration again the way it was given (flags, --config, --nginx-config) and
+ * apply it; a configuration with problems is rejected and the running one kept, as nginx does.
+ */
+async function reload(gateway: Gateway, argv: string[], log: Logger): Promise<void> {
+  const nginxLines: string[] = [];
+  const { config, problems, nginxFailed, nginx } = configFrom(argv, (line) => nginxLines.push(line));
+  if (nginxFailed || problems.length > 0 || !config) {
+    log.error({ problems: problems.map(formatProblem), nginx: nginxLines }, 'reload rejected: the new configuration has errors; the running one is kept');
+    return;
+  }
+  if (nginxLines.length > 0) log.warn({ nginx: nginxLines }, 'nginx.conf read with warnings');
+  try {
+    const { applied, kept } = await gateway.reload(config, nginx);
+    log.info({ applied }, 'configuration reloaded');
+    if (kept.length > 0) log.warn({ keys: kept }, 'changed settings kept at their running values: they take a restart (USR2 upgrades the gateway in place)');
+  } catch (err) {
+    log.error({ reason: (err as Error).message }, 'reload rejected; the running configuration is kept');
+  }
 }
 
 main(process.argv.slice(2)).then(

@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import type { GatewayConfig } from './config/schema.js';
+import { CONFIG_KEYS, type GatewayConfig } from './config/schema.js';
 import type { Logger } from './log/logger.js';
 import { AccessLog } from './proxy/access-log.js';
 import { ProxyServer } from './proxy/server.js';
@@ -27,7 +27,7 @@ export class Gateway {
   adminAddress: AddressInfo | undefined;
 
   constructor(
-    readonly config: GatewayConfig,
+    public config: GatewayConfig,
     private readonly log: Logger,
     /** From an nginx.conf: static files per location, and pages for error statuses. */
     nginx: NginxSite = {},
@@ -174,11 +174,40 @@ export class Gateway {
     this.accessLog.close();
   }
 
+  /**
+   * HUP: the new configuration (already validated) applies to requests from now on, nginx's reload
+   * without new workers: no listener closes, no connection drops, requests in flight finish as they
+   * began. What a running process cannot change (RESTART_KEYS) is kept and reported; a new hold
+   * page or access log that cannot be opened rejects the whole reload (the old one stays).
+   */
+  async reload(next: GatewayConfig, site: NginxSite): Promise<{ applied: string[]; kept: string[] }> {
+    const changed = CONFIG_KEYS.filter((k) => JSON.stringify(this.config[k]) !== JSON.stringify(next[k]));
+    const kept = changed.filter((k) => (RESTART_KEYS as readonly string[]).includes(k));
+    const effective = { ...next } as Record<string, unknown>;
+    for (const k of kept) effective[k] = this.config[k];
+    const config = effective as unknown as GatewayConfig;
+    const holdPage = config.holdPage === null ? undefined : readFileSync(config.holdPage);
+    await this.accessLog.retarget(config.accessLog, config.accessLogFormat);
+    this.proxy.reconfigure(config, { ...site, holdPage });
+    this.config = config;
+    return { applied: changed.filter((k) => !kept.includes(k)), kept };
+  }
+
   reopenLogs(): void {
     this.accessLog.reopen();
     this.log.info('logs reopened');
   }
 }
+
+/**
+ * Settings a reload cannot change in the running process: its sockets, identity and the supervisor's
+ * process settings. They take a restart; USR2 (binary upgrade) does one without refusing a connection.
+ */
+export const RESTART_KEYS = [
+  'listen', 'upstream', 'admin', 'control', 'user', 'logLevel', 'maxHeaderSize', 'pidFile', 'appCommand', 'appCwd', 'appEnv', 'appUser',
+  'appRestart', 'appRestartTimeout', 'appStartTimeout', 'appStopSignals', 'drainTimeout', 'readyPath', 'checkMemory', 'checkCpu', 'checkHttp',
+  'checkFlapping', 'checkMaxAge', 'upstreamOwner',
+] as const;
 
 /**
  * Who may own the upstream socket, the PID file and the processes it names: upstreamOwner when

@@ -25,19 +25,56 @@ export interface AccessEntry {
   error?: string | undefined;
 }
 
+function open(target: string): Destination | undefined {
+  return target === 'off' ? undefined : pino.destination({ dest: target === '-' ? 1 : target, sync: false, mkdir: false });
+}
+
+function whenReady(d: Destination): Promise<void> {
+  const dest = d as Destination & { fd: number; once(ev: string, f: (e?: Error) => void): void };
+  if (dest.fd >= 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    dest.once('ready', () => resolve());
+    dest.once('error', (e) => reject(e));
+  });
+}
+
+function endDestination(dest: Destination): void {
+  try {
+    dest.flushSync();
+  } catch {
+    // Not ready yet (file still opening): end() flushes when it is.
+  }
+  dest.end();
+}
+
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
 export class AccessLog {
-  private readonly dest: Destination | undefined;
+  private dest: Destination | undefined;
   private cachedSecond = -1;
   private cachedTime = '';
 
   constructor(
-    readonly target: string,
-    private readonly format: 'combined' | 'json',
+    public target: string,
+    private format: 'combined' | 'json',
   ) {
-    if (target === 'off') return;
-    this.dest = pino.destination({ dest: target === '-' ? 1 : target, sync: false, mkdir: false });
+    this.dest = open(target);
+  }
+
+  /**
+   * A reload (HUP): write to `target` in `format` from now on. The new file is opened first; if
+   * that fails (after --user dropped privileges the directory may not be writable) the old one is
+   * kept and the error thrown.
+   */
+  async retarget(target: string, format: 'combined' | 'json'): Promise<void> {
+    this.format = format;
+    if (target === this.target) return;
+    const next = open(target);
+    if (next) await whenReady(next);
+    const old = this.dest;
+    this.dest = next;
+    this.target = target;
+    if (old) endDestination(old);
   }
 
   get enabled(): boolean {
@@ -51,12 +88,7 @@ export class AccessLog {
 
   /** Resolves once the file is open (before privileges are dropped, it must be). */
   ready(): Promise<void> {
-    const dest = this.dest as (Destination & { fd: number; once(ev: string, f: (e?: Error) => void): void }) | undefined;
-    if (!dest || dest.fd >= 0) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      dest.once('ready', () => resolve());
-      dest.once('error', (e) => reject(e));
-    });
+    return this.dest ? whenReady(this.dest) : Promise.resolve();
   }
 
   reopen(): void {
@@ -64,13 +96,7 @@ export class AccessLog {
   }
 
   close(): void {
-    if (!this.dest) return;
-    try {
-      this.dest.flushSync();
-    } catch {
-      // Not ready yet (file still opening): end() flushes when it is.
-    }
-    this.dest.end();
+    if (this.dest) endDestination(this.dest);
   }
 
   private combined(e: AccessEntry): string {

@@ -87,6 +87,13 @@ export class Gate {
 
   constructor(private readonly o: GateOptions) {}
 
+  /** A reload (HUP): new bounds apply to requests held from now on; those waiting keep their deadline. */
+  setBounds(b: Pick<GateOptions, 'holdTimeout' | 'maxRequests' | 'maxBytes'>): void {
+    this.o.holdTimeout = b.holdTimeout;
+    this.o.maxRequests = b.maxRequests;
+    this.o.maxBytes = b.maxBytes;
+  }
+
   /** Requests may go straight upstream. */
   get open(): boolean {
     return this.up && this.pausedBy.size === 0;

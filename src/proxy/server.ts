@@ -29,27 +29,27 @@ type TrackedResponse = ServerResponse & { [kExchange]?: Exchange };
 export class ProxyServer implements ExchangeOwner {
   private pool: Pool;
   private readonly metrics: GatewayMetrics | undefined;
-  private readonly statics: StaticRouter | undefined;
-  private readonly errorPages: Map<number, Buffer> | undefined;
+  private statics: StaticRouter | undefined;
+  private errorPages: Map<number, Buffer> | undefined;
   /** Client connections open now, on all listeners. */
   connections = 0;
-  private readonly upstreamOptions: UpstreamOptions;
+  private upstreamOptions: UpstreamOptions;
   private drainWaiters: (() => void)[] = [];
   private lastForeignLog = 0;
   private readonly servers: http.Server[] = [];
-  private readonly ctx: ForwardContext;
+  private ctx: ForwardContext;
   private readonly upgrades: UpgradeProxy;
   readonly gate: Gate;
-  private readonly replayMethods: ReadonlySet<string>;
-  private readonly holdPage: Buffer | undefined;
-  private readonly retryAfter: Record<string, string>;
+  private replayMethods: ReadonlySet<string>;
+  private holdPage: Buffer | undefined;
+  private retryAfter: Record<string, string>;
   private active = 0;
   /** ExchangeOwner: a graceful stop has begun. */
   stopping = false;
   private drained: (() => void) | undefined;
 
   constructor(
-    private readonly config: GatewayConfig,
+    private config: GatewayConfig,
     private readonly log: Logger,
     private readonly accessLog: AccessLog,
     opts: {
@@ -144,8 +144,7 @@ export class ProxyServer implements ExchangeOwner {
       connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(c.clientHeaderTimeout / 4))),
       joinDuplicateHeaders: false,
     });
-    // Node silently drops fields past maxHeadersCount; allow one more so checkRequest sees the excess.
-    server.maxHeadersCount = c.maxHeaderCount + 1;
+    applyServerLimits(server, c);
     // A client that half-closes after its request still gets its answer (Node drops it otherwise).
     (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     server.timeout = 0;
@@ -301,6 +300,35 @@ export class ProxyServer implements ExchangeOwner {
    * A fresh pool for the next server: the idle keep-alive connections of the old one would be
    * closed under us by its exit. In-flight requests on the old pool finish there.
    */
+  /**
+   * A reload (HUP): the new configuration applies to requests that arrive from now on; those in
+   * flight finish under the old one. The upstream socket and the listeners are not changed here
+   * (the caller refuses such a change); upstream pool options take a fresh pool.
+   */
+  reconfigure(config: GatewayConfig, site: { statics?: StaticRouter; errorPages?: Map<number, Buffer>; holdPage?: Buffer }): void {
+    const old = this.config;
+    this.config = config;
+    this.statics = site.statics;
+    this.errorPages = site.errorPages;
+    this.holdPage = site.holdPage;
+    this.ctx = { trusted: new TrustedProxies(config.trustedProxies), forwardedForUntrusted: config.forwardedForUntrusted, scheme: 'http' };
+    this.replayMethods = new Set(config.replayMethods);
+    this.retryAfter = { 'Retry-After': String(Math.max(1, Math.ceil(config.holdRetryAfter / 1000))) };
+    this.gate.setBounds({ holdTimeout: config.holdTimeout, maxRequests: config.holdMaxRequests, maxBytes: config.holdMaxBytes });
+    for (const server of this.servers) applyServerLimits(server, config);
+    const pool = (c: GatewayConfig) => [c.upstreamConnections, c.upstreamKeepaliveTimeout, c.proxyConnectTimeout, c.proxyReadTimeout].join();
+    if (pool(old) !== pool(config)) {
+      this.upstreamOptions = {
+        ...this.upstreamOptions,
+        connections: config.upstreamConnections,
+        keepAliveTimeout: config.upstreamKeepaliveTimeout,
+        connectTimeout: config.proxyConnectTimeout,
+        readTimeout: config.proxyReadTimeout,
+      };
+      void this.recyclePool();
+    }
+  }
+
   async recyclePool(): Promise<void> {
     const old = this.pool;
     this.pool = createUpstreamPool(this.upstreamOptions);
@@ -532,4 +560,12 @@ function watchUpload(req: IncomingMessage, timeout: number, exchange: Exchange):
   timer.unref();
   req.once('end', () => clearInterval(timer));
   req.once('close', () => clearInterval(timer));
+}
+
+/** The limits Node's server enforces itself, set again on a reload (maxHeaderSize is fixed at creation). */
+function applyServerLimits(server: http.Server, c: GatewayConfig): void {
+  server.headersTimeout = c.clientHeaderTimeout;
+  server.keepAliveTimeout = c.keepaliveTimeout;
+  // Node silently drops fields past maxHeadersCount; allow one more so checkRequest sees the excess.
+  server.maxHeadersCount = c.maxHeaderCount + 1;
 }
