@@ -43,6 +43,8 @@ const PROXY_TIMES = [
   ['proxy_read_timeout', 'proxyReadTimeout'],
   ['proxy_send_timeout', 'proxySendTimeout'],
 ] as const;
+/** nginx's default for proxy_connect_timeout, proxy_read_timeout and proxy_send_timeout. */
+const NGINX_PROXY_TIMEOUT_MS = 60_000;
 /** Allowed in a location by nginx, but one value for all in the gateway. */
 const SERVER_WIDE = ['keepalive_timeout', 'client_body_timeout', 'send_timeout', 'set_real_ip_from', 'real_ip_header', 'real_ip_recursive'];
 const LOG_LEVELS: Record<string, string> = { debug: 'debug', info: 'info', notice: 'info', warn: 'warn', error: 'error', crit: 'fatal', alert: 'fatal', emerg: 'fatal' };
@@ -220,25 +222,41 @@ function serverWide(report: Report, levels: readonly Level[], config: Record<str
     const h = header?.args[0];
     if (h === undefined) report.warn('GW_WARN_NGINX_DIFFERS', '"set_real_ip_from" differs: without real_ip_header nginx reads X-Real-IP; the gateway reads X-Forwarded-For', first);
     else if (h.toLowerCase() !== 'x-forwarded-for') report.warn('GW_WARN_NGINX_DIFFERS', `"real_ip_header ${h}" differs: the gateway reads the client address from X-Forwarded-For only`, header as Directive);
-    if ((recursive?.args[0] ?? 'off').toLowerCase() !== 'on') report.warn('GW_WARN_NGINX_DIFFERS', '"real_ip_recursive" differs: the gateway skips every trusted address from the right (as with real_ip_recursive on); nginx takes the last one without it', recursive ?? first);
+    // With the PROXY protocol there is one address, so real_ip_recursive changes nothing.
+    const oneAddress = h?.toLowerCase() === 'proxy_protocol';
+    if (!oneAddress && (recursive?.args[0] ?? 'off').toLowerCase() !== 'on') report.warn('GW_WARN_NGINX_DIFFERS', '"real_ip_recursive" differs: the gateway skips every trusted address from the right (as with real_ip_recursive on); nginx takes the last one without it', recursive ?? first);
   }
 }
 
-/** proxy_*_timeout apply where proxy_pass is: take them from the proxying locations. */
+/**
+ * proxy_*_timeout apply where proxy_pass is: take them from the proxying locations. A proxying
+ * location that sets none (at no level) runs with nginx's default, 60s: when another location's
+ * value is taken, that location differs too (a WebSocket location's 1h would otherwise apply to
+ * every app request in silence).
+ */
 function proxyTimes(report: Report, levels: readonly Level[], config: Record<string, unknown>): void {
   const own = levels[levels.length - 1] ?? [];
   const proxying = named(own, 'location').filter((d) => named(d.block ?? [], 'proxy_pass').length > 0);
   const scopes: Level[][] = proxying.length > 0 ? proxying.map((d) => [...levels, d.block ?? []]) : [[...levels]];
   for (const [name, key] of PROXY_TIMES) {
-    let chosen: { value: string; at: Directive } | undefined;
-    for (const scope of scopes) {
+    let chosen: { value: string; ms: number; at: Directive } | undefined;
+    const unset: Directive[] = [];
+    for (const [i, scope] of scopes.entries()) {
       const d = single(report, scope, name);
       const value = d && time(report, d);
+      const location = proxying[i];
+      if (d === undefined && location !== undefined) unset.push(location);
       if (d === undefined || value === undefined) continue;
-      if (chosen === undefined) chosen = { value, at: d };
-      else if (chosen.value !== value) report.warn('GW_WARN_NGINX_DIFFERS', `"${name}" differs between locations: the gateway applies one value, ${chosen.value} (${chosen.at.file}:${chosen.at.line})`, d);
+      const ms = parseNginxTime(d.args[0] ?? '') ?? 0;
+      if (chosen === undefined) chosen = { value, ms, at: d };
+      else if (chosen.ms !== ms) report.warn('GW_WARN_NGINX_DIFFERS', `"${name}" differs between locations: the gateway applies one value, ${chosen.value} (${chosen.at.file}:${chosen.at.line})`, d);
     }
-    if (chosen) config[key] = chosen.value;
+    if (chosen === undefined) continue;
+    config[key] = chosen.value;
+    const { value, ms, at } = chosen;
+    if (ms !== NGINX_PROXY_TIMEOUT_MS) {
+      for (const l of unset) report.warn('GW_WARN_NGINX_DIFFERS', `"${name}" differs between locations: the gateway applies one value, ${value} (${at.file}:${at.line}); nginx's default 60s applies in this location`, l);
+    }
   }
 }
 

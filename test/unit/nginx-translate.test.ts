@@ -166,6 +166,19 @@ describe('translate: sizes, times and limits', () => {
     ]);
   });
 
+  // Regression: a WebSocket location's proxy_read_timeout 1h became the gateway's one value while
+  // the app location, which sets none, runs with nginx's 60s: no warning said so.
+  it('warns for a proxying location left at nginx\'s default 60s when another value is taken', () => {
+    const r = run('http { server {\n location /cable { proxy_read_timeout 1h; proxy_pass http://unix:/a.sock:; }\n location @app { proxy_pass http://unix:/a.sock:; }\n location /api { proxy_read_timeout 1m; proxy_pass http://unix:/a.sock:; } } }');
+    expect(r.config.proxyReadTimeout).toBe('1h');
+    expect(warned(r)).toEqual([
+      '"proxy_read_timeout" differs between locations: the gateway applies one value, 1h (/t/nginx.conf:2); nginx\'s default 60s applies in this location in /t/nginx.conf:3',
+      '"proxy_read_timeout" differs between locations: the gateway applies one value, 1h (/t/nginx.conf:2) in /t/nginx.conf:4',
+    ]);
+    // Equal times written differently, and a taken value equal to the default, are no difference.
+    expect(run('http { server {\n location / { proxy_read_timeout 60s; proxy_pass http://unix:/a.sock:; }\n location @app { proxy_read_timeout 1m; proxy_pass http://unix:/a.sock:; }\n location /x { proxy_pass http://unix:/a.sock:; } } }').warnings).toEqual([]);
+  });
+
   it('maps large_client_header_buffers to maxHeaderSize, saying how the limits differ', () => {
     const r = server('large_client_header_buffers 4 16k;');
     expect(r.config.maxHeaderSize).toBe('64k');
@@ -196,6 +209,15 @@ describe('translate: real IP, logs, user', () => {
     const r = server('set_real_ip_from 10.0.0.0/8;');
     expect(warned(r)).toEqual([expect.stringMatching(/without real_ip_header nginx reads X-Real-IP/), expect.stringMatching(/"real_ip_recursive" differs/)]);
     expect(warned(server('set_real_ip_from 10.0.0.0/8; real_ip_header CF-Connecting-IP; real_ip_recursive on;'))).toEqual([expect.stringMatching(/^"real_ip_header CF-Connecting-IP" differs/)]);
+  });
+
+  // Regression: real_ip_header proxy_protocol (AWS NLB) was also told that real_ip_recursive off
+  // differs, but the PROXY protocol header carries one address: recursion changes nothing.
+  it('does not warn about real_ip_recursive for the one address of the PROXY protocol', () => {
+    expect(warned(server('listen 80 proxy_protocol; set_real_ip_from 10.0.0.0/8; real_ip_header proxy_protocol;'))).toEqual([
+      expect.stringMatching(/^"listen 80 proxy_protocol" differs/),
+      expect.stringMatching(/^"real_ip_header proxy_protocol" differs/),
+    ]);
   });
 
   it('maps access_log to accessLog and accessLogFormat', () => {
