@@ -8,7 +8,7 @@ import type { Directive } from './parser.js';
 import { named, type Level, type Report } from './report.js';
 
 export interface ListenSpec {
-  /** HOST:PORT as the config's `listen` takes it. */
+  /** HOST:PORT; the config's `listen` value adds ` proxy_protocol` when proxyProtocol is set. */
   address: string;
   defaultServer: boolean;
   /** The listener expects the PROXY protocol header (from a load balancer). */
@@ -51,10 +51,8 @@ export function listeners(report: Report, server: Level): ListenSpec[] {
     let tls = false;
     for (const p of params) {
       if (p === 'default_server' || p === 'default') spec.defaultServer = true;
-      else if (p === 'proxy_protocol') {
-        spec.proxyProtocol = true;
-        report.warn('GW_WARN_NGINX_DIFFERS', `"listen ${addr} proxy_protocol" differs: the gateway does not read the PROXY protocol yet, so requests on this listener would be refused as malformed until it does`, d);
-      } else if (p === 'ssl') tls = true;
+      else if (p === 'proxy_protocol') spec.proxyProtocol = true;
+      else if (p === 'ssl') tls = true;
       else if (p === 'http2' || p === 'quic' || p === 'http3') report.warn('GW_WARN_NGINX_IGNORED', `"listen" parameter "${p}" is ignored: the gateway speaks HTTP/1.1 only`, d);
       else report.warn('GW_WARN_NGINX_IGNORED', `"listen" parameter "${p}" is ignored: no gateway equivalent`, d);
     }

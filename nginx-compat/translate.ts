@@ -79,7 +79,7 @@ export function translate(tree: Directive[], options: TranslateOptions = {}): Tr
   const levels = [http, own];
 
   const listen = listeners(report, own);
-  if (listen.length > 0) config.listen = listen.map((l) => l.address);
+  if (listen.length > 0) config.listen = listen.map((l) => (l.proxyProtocol ? `${l.address} proxy_protocol` : l.address));
   else if (named(own, 'listen').length > 0 && report.errors.length === 0) report.error('GW_ERR_NGINX_UNSUPPORTED', 'no listener the gateway can serve (TLS listeners are left out)', chosen);
   if (servers.length === 1) for (const d of named(own, 'server_name')) report.use(d);
 
@@ -217,15 +217,17 @@ function serverWide(report: Report, levels: readonly Level[], config: Record<str
   if (trusted.length > 0) config.trustedProxies = trusted.map((d) => d.args[0]);
   const header = single(report, levels, 'real_ip_header');
   const recursive = single(report, levels, 'real_ip_recursive');
-  const first = trusted[0];
-  if (first !== undefined) {
-    const h = header?.args[0];
-    if (h === undefined) report.warn('GW_WARN_NGINX_DIFFERS', '"set_real_ip_from" differs: without real_ip_header nginx reads X-Real-IP; the gateway reads X-Forwarded-For', first);
-    else if (h.toLowerCase() !== 'x-forwarded-for') report.warn('GW_WARN_NGINX_DIFFERS', `"real_ip_header ${h}" differs: the gateway reads the client address from X-Forwarded-For only`, header as Directive);
-    // With the PROXY protocol there is one address, so real_ip_recursive changes nothing.
-    const oneAddress = h?.toLowerCase() === 'proxy_protocol';
-    if (!oneAddress && (recursive?.args[0] ?? 'off').toLowerCase() !== 'on') report.warn('GW_WARN_NGINX_DIFFERS', '"real_ip_recursive" differs: the gateway skips every trusted address from the right (as with real_ip_recursive on); nginx takes the last one without it', recursive ?? first);
+  // Without set_real_ip_from nginx's realip changes no address: the two below mean nothing then.
+  if (trusted.length === 0) return;
+  // nginx's defaults (X-Real-IP, off) are not the gateway's (X-Forwarded-For, on): written out.
+  const h = header?.args[0] ?? 'X-Real-IP';
+  const proxied = ((config.listen as string[] | undefined) ?? []).some((l) => l.endsWith(' proxy_protocol'));
+  if (h.toLowerCase() === 'proxy_protocol' && !proxied) {
+    report.warn('GW_WARN_NGINX_DIFFERS', '"real_ip_header proxy_protocol" differs: no "listen" of this server has proxy_protocol, so nginx changes no address; the gateway reads X-Forwarded-For of the trusted peers instead', header as Directive);
+  } else {
+    config.realIpHeader = h;
   }
+  config.realIpRecursive = (recursive?.args[0] ?? 'off').toLowerCase() === 'on';
 }
 
 /**

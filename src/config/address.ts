@@ -27,3 +27,23 @@ export function parseHostPort(value: unknown): HostPort | undefined {
 export function formatHostPort(hp: HostPort): string {
   return hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
 }
+
+export interface Listener extends HostPort {
+  /** Reads the PROXY protocol header before HTTP (nginx's `listen ... proxy_protocol`). */
+  proxyProtocol: boolean;
+}
+
+/** `HOST:PORT` with nginx's optional ` proxy_protocol` after it; a reason when it is not one. */
+export function parseListener(value: unknown): Listener | { problem: string } {
+  const text = typeof value === 'number' ? String(value) : value;
+  if (typeof text !== 'string') return { problem: 'is not HOST:PORT' };
+  const [address = '', ...params] = text.trim().split(/\s+/);
+  const hp = parseHostPort(address);
+  if (!hp) return { problem: 'is not HOST:PORT' };
+  let proxyProtocol = false;
+  for (const p of params) {
+    if (p === 'proxy_protocol') proxyProtocol = true;
+    else return { problem: `has the unknown parameter "${p}"` };
+  }
+  return { ...hp, proxyProtocol };
+}

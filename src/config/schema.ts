@@ -4,7 +4,7 @@
  * front of Rails on these hosts (client_max_body_size 50m, keepalive_timeout 65, 60 s timeouts).
  */
 
-export type Kind = 'string' | 'path' | 'listen' | 'hostport' | 'duration' | 'size' | 'count' | 'bool' | 'cidrs' | 'enum' | 'methods' | 'env' | 'ladder' | 'check';
+export type Kind = 'string' | 'path' | 'listen' | 'header' | 'hostport' | 'duration' | 'size' | 'count' | 'bool' | 'cidrs' | 'enum' | 'methods' | 'env' | 'ladder' | 'check';
 
 export interface KeySpec {
   kind: Kind;
@@ -19,7 +19,7 @@ export interface KeySpec {
 }
 
 export const SCHEMA = {
-  listen: { kind: 'listen', default: ['0.0.0.0:80'], repeatable: true, doc: 'Public listeners, HOST:PORT, [V6]:PORT or PORT. Repeat the flag for more.' },
+  listen: { kind: 'listen', default: ['0.0.0.0:80'], repeatable: true, doc: 'Public listeners, HOST:PORT, [V6]:PORT or PORT; with the suffix ` proxy_protocol` ("0.0.0.0:80 proxy_protocol") a listener first reads the PROXY protocol header (v1 or v2) of a load balancer and closes connections without one. Repeat the flag for more.' },
   upstream: { kind: 'path', default: '/tmp/web_server.sock', doc: 'Unix socket of the app server.' },
   admin: { kind: 'hostport', default: '127.0.0.1:9145', nullable: true, doc: 'Admin listener for metrics and health checks, loopback by default; null turns it off. Validated now, served once the metrics work lands.' },
   accessLog: { kind: 'string', default: '-', doc: 'Access log file, `-` for stdout, `off` for none.' },
@@ -27,6 +27,8 @@ export const SCHEMA = {
   logLevel: { kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], default: 'info', doc: 'Level of the structured (pino) log on stdout.' },
   user: { kind: 'string', default: null, nullable: true, doc: 'Drop to this user (and its group) after binding the listeners.' },
   trustedProxies: { kind: 'cidrs', default: [], repeatable: true, doc: 'Peers (CIDRs) whose X-Forwarded-For and X-Forwarded-Proto are believed, like set_real_ip_from.' },
+  realIpHeader: { kind: 'header', default: 'X-Forwarded-For', doc: "nginx's real_ip_header: where the client address of a trusted peer comes from: X-Forwarded-For, another header (X-Real-IP, CF-Connecting-IP), or proxy_protocol (the PROXY header of a listener with proxy_protocol)." },
+  realIpRecursive: { kind: 'bool', default: true, doc: "nginx's real_ip_recursive: skip every trusted address from the right of the header; false takes the last address only (nginx's default)." },
   forwardedForUntrusted: { kind: 'enum', values: ['replace', 'append'], default: 'replace', doc: "What to do with an untrusted peer's X-Forwarded-For: replace it with the peer address, or append to it as nginx's $proxy_add_x_forwarded_for does." },
   clientMaxBodySize: { kind: 'size', default: '50m', doc: 'Largest request body; more is answered 413. 0 means no limit.' },
   maxHeaderSize: { kind: 'size', default: '32k', doc: 'Largest request head (line and headers); more is answered 431.' },
@@ -76,7 +78,7 @@ export const CONFIG_KEYS = Object.keys(SCHEMA) as ConfigKey[];
 
 /** The validated configuration, with units resolved: durations in ms, sizes in bytes. */
 export interface GatewayConfig {
-  listen: { host: string; port: number }[];
+  listen: { host: string; port: number; proxyProtocol: boolean }[];
   upstream: string;
   admin: { host: string; port: number } | null;
   accessLog: string;
@@ -84,6 +86,8 @@ export interface GatewayConfig {
   logLevel: string;
   user: string | null;
   trustedProxies: string[];
+  realIpHeader: string;
+  realIpRecursive: boolean;
   forwardedForUntrusted: 'replace' | 'append';
   clientMaxBodySize: number;
   maxHeaderSize: number;

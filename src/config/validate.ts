@@ -3,7 +3,7 @@
  * collected with its key, the value and the fix, unknown keys rejected; the result frozen.
  */
 import { isIP } from 'node:net';
-import { parseHostPort } from './address.js';
+import { parseHostPort, parseListener, type Listener } from './address.js';
 import { parseDuration, parseSize } from './units.js';
 import { parseLadder } from '../supervisor/state.js';
 import { parseCheck, type CheckKind } from '../supervisor/checks.js';
@@ -44,6 +44,7 @@ export function validateConfig(raw: Record<string, unknown>): { config?: Gateway
     if ('problem' in res) problems.push({ key, value, ...res.problem });
     else out[key] = res.value;
   }
+  if (problems.length === 0) crossCheck(out, problems);
   if (problems.length > 0) return { problems };
   return { config: deepFreeze(out) as unknown as GatewayConfig, problems };
 }
@@ -93,12 +94,16 @@ function convert(key: string, spec: KeySpec, value: unknown): Converted {
       if (list.length === 0) return { problem: { message: 'needs at least one listener', fix: `e.g. ["0.0.0.0:80"]` } };
       const parsed = [];
       for (const item of list) {
-        const hp = parseHostPort(typeof item === "number" ? String(item) : item);
-        if (!hp) return { problem: { message: `${JSON.stringify(item)} is not HOST:PORT`, fix: 'write e.g. 0.0.0.0:80, [::]:80 or 8080' } };
-        parsed.push(hp);
+        const l = parseListener(item);
+        if ('problem' in l) return { problem: { message: `${JSON.stringify(item)} ${l.problem}`, fix: 'write e.g. 0.0.0.0:80, [::]:80 or 8080, followed by proxy_protocol if a load balancer sends the PROXY protocol ("0.0.0.0:80 proxy_protocol")' } };
+        parsed.push(l);
       }
       return { value: parsed };
     }
+    case 'header':
+      // RFC 9110 5.1: a field name is a token; `proxy_protocol` is one too.
+      if (typeof value !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(value)) return { problem: { message: 'is not a header name', fix: 'write e.g. X-Forwarded-For, X-Real-IP, CF-Connecting-IP or proxy_protocol' } };
+      return { value };
     case 'methods': {
       const list = Array.isArray(value) ? value : String(value).split(/[\s,]+/).filter(Boolean);
       for (const item of list) {
@@ -133,6 +138,14 @@ function convert(key: string, spec: KeySpec, value: unknown): Converted {
       }
       return { value: list };
     }
+  }
+}
+
+/** Problems no single key shows. */
+function crossCheck(out: Record<string, unknown>, problems: Problem[]): void {
+  const header = out.realIpHeader as string;
+  if (header.toLowerCase() === 'proxy_protocol' && !(out.listen as Listener[]).some((l) => l.proxyProtocol)) {
+    problems.push({ key: 'realIpHeader', value: header, message: 'no listener reads the PROXY protocol', fix: 'add proxy_protocol to the listener the load balancer connects to ("0.0.0.0:80 proxy_protocol"), or name a header' });
   }
 }
 

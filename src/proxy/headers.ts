@@ -4,8 +4,10 @@
  * ways, with every field the Connection header names (RFC 9110 7.6.1), before our own are added.
  */
 import type { IncomingMessage } from 'node:http';
-import { BlockList, isIPv4 } from 'node:net';
+import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net';
+import type { GatewayConfig } from '../config/schema.js';
 import { GatewayError } from './errors.js';
+import { proxyHeaderOf } from './proxy-protocol.js';
 
 /** RFC 9110 7.6.1 and the legacy ones nginx also drops. `expect` is answered by us (100-continue). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'trailer', 'expect']);
@@ -95,6 +97,96 @@ export interface ForwardContext {
   forwardedForUntrusted: 'replace' | 'append';
   /** `http` until listeners terminate TLS. */
   scheme: string;
+  /** nginx's real_ip_header, lowercased: a header name, or `proxy_protocol`. */
+  realIpHeader: string;
+  /** nginx's real_ip_recursive. */
+  realIpRecursive: boolean;
+}
+
+export function forwardContext(config: Pick<GatewayConfig, 'trustedProxies' | 'forwardedForUntrusted' | 'realIpHeader' | 'realIpRecursive'>): ForwardContext {
+  return {
+    trusted: new TrustedProxies(config.trustedProxies),
+    forwardedForUntrusted: config.forwardedForUntrusted,
+    scheme: 'http',
+    realIpHeader: config.realIpHeader.toLowerCase(),
+    realIpRecursive: config.realIpRecursive,
+  };
+}
+
+export interface Client {
+  /** The client address: nginx's $remote_addr after the realip module. */
+  address: string;
+  /** How it was found: the TCP peer, a header of a trusted peer, or the PROXY header of a trusted peer. */
+  from: 'peer' | 'header' | 'proxy_protocol';
+}
+
+/**
+ * nginx's realip module: only when the TCP peer is trusted (set_real_ip_from) is the address taken
+ * from realIpHeader, or from the connection's PROXY header with `proxy_protocol`. On a PROXY
+ * listener without that, the client address stays the TCP peer (the balancer), as nginx's
+ * $remote_addr does; the PROXY source is then only nginx's $proxy_protocol_addr.
+ */
+export function resolveClient(req: IncomingMessage, ctx: ForwardContext): Client {
+  const peer = peerAddress(req.socket?.remoteAddress);
+  if (!ctx.trusted.has(peer)) return { address: peer, from: 'peer' };
+  if (ctx.realIpHeader === 'proxy_protocol') {
+    const source = proxyHeaderOf(req.socket)?.source;
+    return source ? { address: source.address, from: 'proxy_protocol' } : { address: peer, from: 'peer' };
+  }
+  const value = realIpValue(req.rawHeaders, ctx.realIpHeader);
+  if (value === undefined) return { address: peer, from: 'peer' };
+  const address = forwardedAddress(peer, value, ctx.trusted, ctx.realIpRecursive);
+  return address === undefined ? { address: peer, from: 'peer' } : { address, from: 'header' };
+}
+
+/** The client address before any request is read (bad requests, timeouts): the PROXY source of a trusted peer with `proxy_protocol`. */
+export function connectionClient(socket: { remoteAddress?: string | undefined }, ctx: ForwardContext): string {
+  const peer = peerAddress(socket.remoteAddress);
+  if (ctx.realIpHeader !== 'proxy_protocol' || !ctx.trusted.has(peer)) return peer;
+  return proxyHeaderOf(socket)?.source?.address ?? peer;
+}
+
+/** X-Forwarded-For: every field, in order, as one list; any other header: its first field (nginx). */
+function realIpValue(raw: readonly string[], name: string): string | undefined {
+  let out: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if ((raw[i] as string).toLowerCase() !== name) continue;
+    const v = raw[i + 1] as string;
+    if (name !== 'x-forwarded-for') return v;
+    out = out === undefined ? v : `${out}, ${v}`;
+  }
+  return out;
+}
+
+/**
+ * nginx's ngx_http_get_forwarded_addr: from the right of `list`, take an address while the one
+ * taken last (the peer first) is trusted; without `recursive`, take one only. Stops at an entry
+ * that is not an address and keeps the last good one; undefined when none was taken.
+ */
+export function forwardedAddress(peer: string, list: string, trusted: TrustedProxies, recursive: boolean): string | undefined {
+  const parts = list.split(',');
+  let current = peer;
+  let found: string | undefined;
+  for (let i = parts.length - 1; i >= 0; i--) {
+    const text = (parts[i] as string).trim();
+    if (text === '') continue;
+    if (!trusted.has(current)) break;
+    const a = addressOf(text);
+    if (a === undefined) break;
+    current = found = a;
+    if (!recursive) break;
+  }
+  return found;
+}
+
+/** An address as a forwarding header gives it: bare, `1.2.3.4:port` or `[v6]:port` (ngx_parse_addr_port). */
+function addressOf(text: string): string | undefined {
+  if (isIP(text) !== 0) return peerAddress(text.toLowerCase());
+  const v6 = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(text);
+  if (v6 && isIPv6(v6[1] as string)) return peerAddress((v6[1] as string).toLowerCase());
+  const v4 = /^([\d.]+):\d{1,5}$/.exec(text);
+  if (v4 && isIPv4(v4[1] as string)) return v4[1];
+  return undefined;
 }
 
 export interface Upstream {
@@ -105,14 +197,23 @@ export interface Upstream {
 }
 
 /**
- * The request headers sent upstream. Host is kept. X-Forwarded-For is appended to when the peer is a
- * trusted proxy, and by default replaced otherwise (a client cannot forge its address). X-Real-IP is
- * the rightmost untrusted address, as nginx's `real_ip_recursive on` finds it.
+ * The request headers sent upstream. Host is kept. X-Real-IP is the client address resolveClient
+ * finds. X-Forwarded-For is appended to when the peer is a trusted proxy, and by default replaced
+ * otherwise (a client cannot forge its address). When the address came from another header or the
+ * PROXY header, the request goes on as if that client had connected to us itself: X-Forwarded-For
+ * names it (Rails' remote_ip then agrees with X-Real-IP), and with the PROXY protocol the client's
+ * own X-Forwarded-Proto/Host are believed only if it is trusted (the balancer added none).
  */
 export function upstreamHeaders(req: IncomingMessage, ctx: ForwardContext): Upstream {
   const raw = req.rawHeaders;
-  const peer = peerAddress(req.socket.remoteAddress);
-  const trustedPeer = ctx.trusted.has(peer);
+  const tcpPeer = peerAddress(req.socket.remoteAddress);
+  const client = resolveClient(req, ctx);
+  // The hop X-Forwarded-For ends with: the TCP peer; or the client, when its address came from
+  // elsewhere than X-Forwarded-For, as if it had connected to us itself.
+  const hop = client.from === 'proxy_protocol' || (client.from === 'header' && ctx.realIpHeader !== 'x-forwarded-for') ? client.address : tcpPeer;
+  // Whose X-Forwarded-Proto/Host are believed: the TCP peer's, but behind the PROXY protocol the
+  // request's fields are the client's own (a TCP balancer adds none).
+  const believed = ctx.trusted.has(client.from === 'proxy_protocol' ? client.address : tcpPeer);
   const drop = connectionTokens(req.headers.connection);
   const out: string[] = [];
   let xff: string | undefined;
@@ -135,15 +236,12 @@ export function upstreamHeaders(req: IncomingMessage, ctx: ForwardContext): Upst
     out.push(name, raw[i + 1] as string);
   }
 
-  let chain: string;
-  let clientIp = peer;
-  if (trustedPeer) {
-    chain = xff === undefined ? peer : `${xff}, ${peer}`;
-    clientIp = realIp(chain, ctx.trusted);
+  const clientIp = client.address;
+  const chain = xff !== undefined && (ctx.trusted.has(hop) || ctx.forwardedForUntrusted === 'append') ? `${xff}, ${hop}` : hop;
+  if (believed) {
     // A trusted proxy in front (a load balancer terminating TLS) tells us the scheme and host.
     if (forwarded !== undefined) out.push('Forwarded', forwarded);
   } else {
-    chain = xff !== undefined && ctx.forwardedForUntrusted === 'append' ? `${xff}, ${peer}` : peer;
     xfProto = undefined;
     xfHost = undefined;
   }
@@ -155,12 +253,9 @@ export function upstreamHeaders(req: IncomingMessage, ctx: ForwardContext): Upst
 
 /** Rightmost address of the chain that is not a trusted proxy; the leftmost if all are. */
 export function realIp(chain: string, trusted: TrustedProxies): string {
-  const parts = chain.split(',');
-  for (let i = parts.length - 1; i >= 0; i--) {
-    const a = (parts[i] as string).trim();
-    if (!trusted.has(a)) return a;
-  }
-  return (parts[0] as string).trim();
+  const i = chain.lastIndexOf(',');
+  const last = chain.slice(i + 1).trim();
+  return i === -1 ? last : (forwardedAddress(last, chain.slice(0, i), trusted, true) ?? last);
 }
 
 /**

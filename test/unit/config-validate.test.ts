@@ -6,7 +6,9 @@ describe('validateConfig', () => {
   it('applies the documented defaults and freezes the result', () => {
     const { config, problems } = validateConfig({});
     expect(problems).toEqual([]);
-    expect(config?.listen).toEqual([{ host: '0.0.0.0', port: 80 }]);
+    expect(config?.listen).toEqual([{ host: '0.0.0.0', port: 80, proxyProtocol: false }]);
+    expect(config?.realIpHeader).toBe('X-Forwarded-For');
+    expect(config?.realIpRecursive).toBe(true);
     expect(config?.upstream).toBe('/tmp/web_server.sock');
     expect(config?.admin).toEqual({ host: '127.0.0.1', port: 9145 });
     expect(config?.clientMaxBodySize).toBe(50 * 1024 * 1024);
@@ -43,5 +45,33 @@ describe('validateConfig', () => {
     expect(config?.upstream).toBe('/s.sock');
     expect(config?.underscoresInHeaders).toBe(true);
     expect(config?.admin).toBeNull();
+  });
+
+  it('reads the proxy_protocol suffix of a listener, from flags and from a JSON config', () => {
+    const parsed = parseFlags(['--listen', '0.0.0.0:80 proxy_protocol', '--listen', '[::]:8080', '--real-ip-header', 'proxy_protocol', '--trusted-proxies', '10.0.0.0/8']);
+    const { config, problems } = validateConfig(parsed.raw);
+    expect(problems).toEqual([]);
+    expect(config?.listen).toEqual([
+      { host: '0.0.0.0', port: 80, proxyProtocol: true },
+      { host: '::', port: 8080, proxyProtocol: false },
+    ]);
+    expect(validateConfig({ listen: ['127.0.0.1:81  proxy_protocol', 8080] }).config?.listen).toEqual([
+      { host: '127.0.0.1', port: 81, proxyProtocol: true },
+      { host: '0.0.0.0', port: 8080, proxyProtocol: false },
+    ]);
+  });
+
+  it('refuses an unknown listen parameter, naming the key, the value and the fix', () => {
+    const { problems } = validateConfig({ listen: ['0.0.0.0:443 ssl'] });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({ key: 'listen', value: ['0.0.0.0:443 ssl'], message: '"0.0.0.0:443 ssl" has the unknown parameter "ssl"' });
+    expect(problems[0]?.fix).toMatch(/proxy_protocol/);
+  });
+
+  it('takes any header name for realIpHeader, and proxy_protocol only with a listener that reads it', () => {
+    expect(validateConfig({ realIpHeader: 'CF-Connecting-IP', realIpRecursive: 'off' }).config).toMatchObject({ realIpHeader: 'CF-Connecting-IP', realIpRecursive: false });
+    expect(validateConfig({ realIpHeader: 'X Real IP' }).problems.map((p) => p.key)).toEqual(['realIpHeader']);
+    const { problems } = validateConfig({ realIpHeader: 'proxy_protocol' });
+    expect(problems).toMatchObject([{ key: 'realIpHeader', value: 'proxy_protocol', message: 'no listener reads the PROXY protocol' }]);
   });
 });

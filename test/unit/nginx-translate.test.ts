@@ -53,10 +53,18 @@ describe('translate: listeners', () => {
     expect(r.config.listen).toEqual(['0.0.0.0:80', '[::]:80', '127.0.0.1:8080', '0.0.0.0:8000', '10.0.0.1:80', '[::1]:80']);
   });
 
-  it('keeps default_server and proxy_protocol on the listener, warning that PROXY is not read yet', () => {
-    const r = server('listen 80 default_server proxy_protocol;');
-    expect(r.listeners).toEqual([{ address: '0.0.0.0:80', defaultServer: true, proxyProtocol: true, file: F, line: 5 }]);
-    expect(warned(r)).toEqual([expect.stringMatching(/^"listen 80 proxy_protocol" differs: the gateway does not read the PROXY protocol yet.* in \/t\/nginx.conf:5$/)]);
+  it('keeps default_server and proxy_protocol on the listener, which reads the PROXY protocol', () => {
+    const r = server('listen 80 default_server proxy_protocol; listen 8080;');
+    expect(r.listeners).toEqual([
+      { address: '0.0.0.0:80', defaultServer: true, proxyProtocol: true, file: F, line: 5 },
+      { address: '0.0.0.0:8080', defaultServer: false, proxyProtocol: false, file: F, line: 5 },
+    ]);
+    expect(r.config.listen).toEqual(['0.0.0.0:80 proxy_protocol', '0.0.0.0:8080']);
+    expect(warned(r)).toEqual([]);
+    expect(validateConfig(r.config).config?.listen).toEqual([
+      { host: '0.0.0.0', port: 80, proxyProtocol: true },
+      { host: '0.0.0.0', port: 8080, proxyProtocol: false },
+    ]);
   });
 
   it('leaves a TLS listener out, warns for parameters without equivalent', () => {
@@ -199,25 +207,41 @@ describe('translate: sizes, times and limits', () => {
 });
 
 describe('translate: real IP, logs, user', () => {
-  it('maps set_real_ip_from to trustedProxies; X-Forwarded-For recursive is what the gateway does', () => {
+  it('maps set_real_ip_from, real_ip_header and real_ip_recursive to trustedProxies, realIpHeader and realIpRecursive', () => {
     const r = server('set_real_ip_from 10.0.0.0/8; set_real_ip_from 2001:db8::/32; real_ip_header X-Forwarded-For; real_ip_recursive on;');
-    expect(r.config.trustedProxies).toEqual(['10.0.0.0/8', '2001:db8::/32']);
+    expect(r.config).toMatchObject({ trustedProxies: ['10.0.0.0/8', '2001:db8::/32'], realIpHeader: 'X-Forwarded-For', realIpRecursive: true });
     expect(r.warnings).toEqual([]);
+    expect(server('set_real_ip_from 10.0.0.0/8; real_ip_header CF-Connecting-IP;').config).toMatchObject({ realIpHeader: 'CF-Connecting-IP', realIpRecursive: false });
   });
 
-  it("warns where nginx's real IP would differ", () => {
+  it("writes nginx's realip defaults (X-Real-IP, not recursive) where the gateway's differ", () => {
     const r = server('set_real_ip_from 10.0.0.0/8;');
-    expect(warned(r)).toEqual([expect.stringMatching(/without real_ip_header nginx reads X-Real-IP/), expect.stringMatching(/"real_ip_recursive" differs/)]);
-    expect(warned(server('set_real_ip_from 10.0.0.0/8; real_ip_header CF-Connecting-IP; real_ip_recursive on;'))).toEqual([expect.stringMatching(/^"real_ip_header CF-Connecting-IP" differs/)]);
+    expect(r.config).toMatchObject({ trustedProxies: ['10.0.0.0/8'], realIpHeader: 'X-Real-IP', realIpRecursive: false });
+    expect(r.warnings).toEqual([]);
+    expect(validateConfig(r.config).problems).toEqual([]);
+  });
+
+  it('leaves real_ip_header and real_ip_recursive out without set_real_ip_from, where nginx changes no address', () => {
+    const r = server('real_ip_header X-Real-IP; real_ip_recursive on;');
+    expect(r.config).not.toHaveProperty('realIpHeader');
+    expect(r.config).not.toHaveProperty('realIpRecursive');
+    expect(r.warnings).toEqual([]);
   });
 
   // Regression: real_ip_header proxy_protocol (AWS NLB) was also told that real_ip_recursive off
   // differs, but the PROXY protocol header carries one address: recursion changes nothing.
-  it('does not warn about real_ip_recursive for the one address of the PROXY protocol', () => {
-    expect(warned(server('listen 80 proxy_protocol; set_real_ip_from 10.0.0.0/8; real_ip_header proxy_protocol;'))).toEqual([
-      expect.stringMatching(/^"listen 80 proxy_protocol" differs/),
-      expect.stringMatching(/^"real_ip_header proxy_protocol" differs/),
-    ]);
+  it('takes the client address from the PROXY protocol header of a proxy_protocol listener', () => {
+    const r = server('listen 80 proxy_protocol; set_real_ip_from 10.0.0.0/8; real_ip_header proxy_protocol;');
+    expect(warned(r)).toEqual([]);
+    expect(r.config).toMatchObject({ listen: ['0.0.0.0:80 proxy_protocol'], trustedProxies: ['10.0.0.0/8'], realIpHeader: 'proxy_protocol' });
+    expect(validateConfig(r.config).problems).toEqual([]);
+  });
+
+  it('warns about real_ip_header proxy_protocol when no listener has proxy_protocol (nginx changes no address)', () => {
+    const r = server('listen 80; set_real_ip_from 10.0.0.0/8; real_ip_header proxy_protocol;');
+    expect(warned(r)).toEqual([expect.stringMatching(/^"real_ip_header proxy_protocol" differs: no "listen" of this server has proxy_protocol/)]);
+    expect(r.config).not.toHaveProperty('realIpHeader');
+    expect(validateConfig(r.config).problems).toEqual([]);
   });
 
   it('maps access_log to accessLog and accessLogFormat', () => {
