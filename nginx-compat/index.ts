@@ -38,3 +38,4 @@ export type { LocationSpec, GzipSpec } from './location.js';
 export type { ListenSpec } from './server.js';
 export type { ExpiresSpec, HeaderSpec, ErrorPageSpec, ReturnSpec, RewriteSpec, MatchType } from './values.js';
 export { matchLocation, findNamed } from './match.js';
+export { compileRegex } from './values.js';

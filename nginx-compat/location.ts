@@ -51,6 +51,8 @@ export interface LocationSpec {
   expires: ExpiresSpec;
   addHeader: HeaderSpec[];
   errorPage: ErrorPageSpec[];
+  /** proxy_intercept_errors: the app's responses with an error_page status are replaced by the page. */
+  interceptErrors: boolean;
   /** Run in order before `return`; for `server`, before a location is chosen (nginx's server rewrite phase). */
   rewrite: RewriteSpec[];
   return: ReturnSpec | null;
@@ -122,6 +124,7 @@ export function buildLocation(report: Report, levels: readonly Level[], where: W
     expires: (expires && parse(expires, parseExpires)) ?? { kind: 'off' },
     addHeader: list('add_header', parseAddHeader),
     errorPage: list('error_page', parseErrorPage),
+    interceptErrors: single(report, levels, 'proxy_intercept_errors')?.args[0]?.toLowerCase() === 'on',
     rewrite,
     return: ret,
     proxyPass: proxyPass?.args[0] ?? null,

@@ -40,7 +40,6 @@ const REASONS: Readonly<Record<string, Reason>> = {
   keepalive: [I, 'the gateway keeps up to upstreamConnections connections to the app, idle ones for upstreamKeepaliveTimeout'],
   proxy_redirect: [D, 'Location and Refresh headers from the app are passed unchanged'],
   proxy_hide_header: [D, "the app's response headers are passed unchanged"],
-  proxy_intercept_errors: [D, "the app's error responses are passed as they are; error_page applies to the gateway's own errors"],
   proxy_next_upstream: [D, 'the gateway retries by its own rules: a failed connect is held and retried (holdTimeout), a request is replayed only if its method is in replayMethods'],
   proxy_connect_timeout: [I, 'applies only where proxy_pass is'],
   proxy_read_timeout: [I, 'applies only where proxy_pass is'],

@@ -1,18 +1,26 @@
 /**
  * An nginx.conf as the proxy uses it: the gateway keys it maps to (for validateConfig), and the
- * behaviour behind its locations (static files, return, error pages), built from nginx-compat's
- * per-location specs. Read at start and again on HUP (a reload).
+ * behaviour behind its server and locations (a Site: rewrites, static files, return, error pages,
+ * body limits, proxy_set_header, gzip), built from nginx-compat's per-location specs. Read at start
+ * and again on HUP (a reload); error_page files are read then too.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { importNginxConfig, matchLocation, type LocationSpec } from '../nginx-compat/index.js';
-import type { StaticLocation, StaticRouter } from './proxy/static.js';
+import { compileRegex, importNginxConfig, matchLocation, type GzipSpec, type LocationSpec } from '../nginx-compat/index.js';
+import { parseSize } from './config/units.js';
+import type { GzipRule } from './proxy/gzip.js';
+import { MANAGED } from './proxy/proxy-set-header.js';
+import type { ErrorPageAnswer, RewriteRule, Site, SiteLocation } from './proxy/site.js';
+import { contentType } from './proxy/static.js';
 
 /** What the proxy takes from an nginx.conf besides config keys. */
 export interface NginxSite {
-  statics?: StaticRouter;
-  errorPages?: Map<number, Buffer>;
+  site?: Site;
 }
+
+/** The variables rewrite.ts and proxy-set-header.ts expand; others are sent as written. */
+const REWRITE_VARS = /^(\d|args|query_string|is_args|uri|document_uri|request_uri|host|http_host|scheme)$/;
+const HEADER_VARS = /^(host|http_host|remote_addr|proxy_add_x_forwarded_for|scheme|request_uri|server_port|http_[a-z0-9_]+)$/;
 
 /**
  * An nginx.conf through nginx-compat: warnings and errors through `say` in nginx's words; the gateway
@@ -26,40 +34,119 @@ export function readNginx(file: string, strict: boolean, say: (line: string) => 
     say(`configuration file ${file} test failed`);
     return undefined;
   }
-  // Static files (root, try_files, expires, add_header, gzip_static) are served, and the server's
-  // error_page files answer the errors the gateway makes (502, 503, 504...); return, rewrite,
-  // location-level error_page and gzip of responses are read but not applied yet: say so.
-  const pending = [...r.locations].filter((l) => l.rewrite.length > 0 || l.errorPage.length > 0 || l.gzip.enabled);
-  if (r.server && (r.server.rewrite.length > 0 || r.server.gzip.enabled)) pending.push(r.server);
-  if (pending.length > 0) {
-    say(`[warn] ${pending.length} block(s) use rewrite, a location's error_page or gzip: read, but not applied yet`);
-  }
-  const errorPages = new Map<number, Buffer>();
-  for (const ep of r.server?.errorPage ?? []) {
-    if (!ep.uri.startsWith('/') || r.server?.root == null) continue;
-    try {
-      const page = readFileSync(join(r.server.root, ep.uri));
-      for (const code of ep.codes) errorPages.set(code, page);
-    } catch (err) {
-      say(`[warn] error_page ${ep.codes.join(' ')} ${ep.uri}: ${(err as Error).message}; the built-in page is used`);
+  const server = r.server;
+  if (server === null) return { config: r.config };
+  const said = new Set<string>();
+  const warn = (line: string): void => {
+    if (said.has(line)) return;
+    said.add(line);
+    say(`[warn] ${line}`);
+  };
+  const files = new Map<string, Buffer | undefined>();
+  const pageOf = (l: LocationSpec, uri: string, codes: number[]): Buffer | undefined => {
+    // nginx's internal redirect to the URI: the location it matches, and the file under its root.
+    const target = matchLocation(r.locations, uri) ?? server;
+    const at = `error_page ${codes.join(' ')} ${uri} (${l.file}:${l.line})`;
+    if (target.root === null) {
+      warn(`${at}: no root for ${uri}; the built-in page is used`);
+      return undefined;
     }
-  }
-  const adapt = (l: LocationSpec): StaticLocation => ({
+    const path = join(target.root, uri);
+    if (!files.has(path)) {
+      try {
+        files.set(path, readFileSync(path));
+      } catch (err) {
+        files.set(path, undefined);
+        warn(`${at}: ${(err as Error).message}; the built-in page is used`);
+      }
+    }
+    return files.get(path);
+  };
+
+  const errorPages = (l: LocationSpec): Map<number, ErrorPageAnswer> => {
+    const out = new Map<number, ErrorPageAnswer>();
+    for (const ep of l.errorPage) {
+      const status = ep.status === 'uri' ? 200 : ep.status;
+      let answer: ErrorPageAnswer | undefined;
+      if (/^https?:\/\//.test(ep.uri) || ep.uri.startsWith('$scheme')) answer = { status: status ?? 302, location: ep.uri };
+      else if (ep.uri.startsWith('@')) {
+        warn(`error_page ${ep.codes.join(' ')} ${ep.uri} (${l.file}:${l.line}): a named location as an error page is not supported (only files); the built-in page is used`);
+      } else {
+        const body = pageOf(l, ep.uri.split('?')[0] as string, ep.codes);
+        if (body) answer = { status, body, type: contentType(ep.uri.split('?')[0] as string) };
+      }
+      // nginx takes the first error_page that names a code.
+      if (answer) for (const code of ep.codes) if (!out.has(code)) out.set(code, answer);
+    }
+    return out;
+  };
+
+  const rewrites = (l: LocationSpec): RewriteRule[] =>
+    l.rewrite.flatMap((rw) => {
+      const re = compileRegex(rw.regex, false);
+      for (const v of rw.replacement.matchAll(/\$\{?([a-z_0-9]+)\}?/gi)) {
+        if (!REWRITE_VARS.test(v[1] as string)) warn(`rewrite ${rw.regex} ${rw.replacement} (${l.file}:${l.line}): the variable $${v[1] as string} is not supported; it is sent as written`);
+      }
+      return 'value' in re ? [{ regex: re.value, replacement: rw.replacement, flag: rw.flag }] : [];
+    });
+
+  const setHeaders = (l: LocationSpec): { name: string; value: string }[] => {
+    for (const h of l.proxySetHeader) {
+      if (MANAGED.has(h.name.toLowerCase())) {
+        if (h.value !== '') warn(`proxy_set_header ${h.name} (${l.file}:${l.line}) is ignored: the gateway manages connection-level headers itself (keep-alive to the app, WebSocket upgrades)`);
+        continue;
+      }
+      for (const v of h.value.matchAll(/\$\{?([a-z_0-9]+)\}?/gi)) {
+        if (!HEADER_VARS.test((v[1] as string).toLowerCase())) warn(`proxy_set_header ${h.name} ${h.value} (${l.file}:${l.line}): the variable $${v[1] as string} is not supported; it is sent as written`);
+      }
+    }
+    return l.proxySetHeader;
+  };
+
+  const gzipRule = (g: GzipSpec, l: LocationSpec): GzipRule | null => {
+    if (!g.enabled) return null;
+    const disable: RegExp[] = [];
+    for (const d of g.disable) {
+      if (d === 'msie6') continue;
+      const re = compileRegex(d, true);
+      if ('value' in re) disable.push(re.value);
+      else warn(`gzip_disable (${l.file}:${l.line}): ${re.reason}; not applied`);
+    }
+    return {
+      types: g.types.includes('*') ? '*' : new Set(g.types.map((t) => t.toLowerCase())),
+      minLength: g.minLength,
+      level: g.compLevel,
+      proxied: new Set(g.proxied),
+      vary: g.vary,
+      disable,
+      msie6: g.disable.includes('msie6'),
+      http10: g.httpVersion === '1.0',
+    };
+  };
+
+  const adapt = (l: LocationSpec): SiteLocation => ({
     root: l.root,
     tryFiles: l.tryFiles,
     proxy: l.proxyPass !== null,
     expires: l.expires.kind === 'after' ? { kind: 'after', seconds: l.expires.seconds } : l.expires,
     headers: l.addHeader,
     gzipStatic: l.gzipStatic !== 'off',
-    // A server-level `return` runs in nginx's rewrite phase, before any location is chosen.
-    ret: r.server?.return ?? l.return,
+    ret: l.return,
+    rewrite: rewrites(l),
+    errorPages: errorPages(l),
+    interceptErrors: l.interceptErrors,
+    maxBodySize: parseSize(l.clientMaxBodySize) ?? 0,
+    setHeaders: setHeaders(l),
+    gzip: gzipRule(l.gzip, l),
   });
-  const statics = [r.server, ...r.locations].some((l) => l && (l.root !== null || l.tryFiles || l.return))
-    ? (path: string) => {
-        const loc = matchLocation(r.locations, path) ?? r.server ?? undefined;
-        return loc ? adapt(loc) : undefined;
-      }
-    : undefined;
-  return { config: r.config, ...(statics ? { statics } : {}), ...(errorPages.size > 0 ? { errorPages } : {}) };
+  const own = adapt(server);
+  const adapted = new Map(r.locations.map((l) => [l, adapt(l)]));
+  const site: Site = {
+    server: own,
+    match: (uri) => {
+      const l = matchLocation(r.locations, uri);
+      return (l && adapted.get(l)) ?? own;
+    },
+  };
+  return { config: r.config, site };
 }
-

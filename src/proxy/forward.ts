@@ -9,6 +9,7 @@ import { checkSocket, type SocketCheck } from './socket-identity.js';
 import { GatewayError, toGatewayError } from './errors.js';
 import { DOWN_CODES, type Admission, type Waiter } from './gate.js';
 import { downstreamHeaders, peerAddress } from './headers.js';
+import { flatGetter, GzipWriter, gzipHeaders, gzipPlan, type GzipRule } from './gzip.js';
 
 export interface UpstreamOptions {
   socketPath: string;
@@ -65,6 +66,11 @@ export interface ExchangeOwner {
   unhold(exchange: Exchange): void;
   /** Counts a replay. */
   replayed(): void;
+  /**
+   * nginx's proxy_intercept_errors: how to answer instead of the app's response with `status` (the
+   * location's error_page), or undefined to pass the app's response on.
+   */
+  intercept?(req: IncomingMessage, status: number): ((res: ServerResponse) => { status: number; bytes: number }) | undefined;
 }
 
 /**
@@ -103,6 +109,10 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
    * Until then the app can still die and the client gets a clean answer, not a truncated one.
    */
   private head: { text: string; headers: string[] } | undefined;
+  /** The app's response is replaced by an error page (intercept); its body is read and dropped. */
+  private intercepted: ((res: ServerResponse) => { status: number; bytes: number }) | undefined;
+  /** The response body is being compressed (gzip.ts). */
+  private gzip: GzipWriter | undefined;
   /**
    * The client address, read now: once a response with a fully read body ends, Node detaches the
    * socket and `req.socket` is null (a POST was never access-logged because of it).
@@ -116,6 +126,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     private readonly started: number,
     /** Methods that may be sent again after the app server died with the request in flight. */
     private readonly replayMethods: ReadonlySet<string>,
+    /** The location's gzip (an nginx.conf's); none: responses pass as the app sent them. */
+    private readonly gzipRule: GzipRule | null = null,
   ) {
     this.onDrain = this.onDrain.bind(this);
     this.onClientGone = this.onClientGone.bind(this);
@@ -274,8 +286,18 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     this.status = statusCode;
     this.resumeUpstream = resume;
     if (this.res.destroyed) return false;
+    this.intercepted = statusCode >= 300 ? this.owner.intercept?.(this.req, statusCode) : undefined;
+    if (this.intercepted) return true;
     this.head = { text: statusText, headers: downstreamHeaders(rawHeaders) };
     return true;
+  }
+
+  /** The intercepted response is over (or failed): the error page answers, the request is done. */
+  private answerIntercepted(answer: (res: ServerResponse) => { status: number; bytes: number }): void {
+    this.done = true;
+    this.intercepted = undefined;
+    const r = answer(this.res);
+    this.owner.finish(this.req, this.res, { status: r.status, bytesSent: r.bytes, upstreamTime: this.upstreamTime, error: undefined }, this.started);
   }
 
   /** Hands the app server's head to the client (with the first body chunk or the end). */
@@ -285,11 +307,22 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     // A request in flight when the stop began answers with Connection: close (docs/proxy.md), so
     // the client does not send its next request on a connection we are about to close.
     if (this.owner.stopping) this.res.shouldKeepAlive = false;
-    this.res.writeHead(this.status, head.text || undefined, head.headers);
+    let headers = head.headers;
+    if (this.gzipRule) {
+      const plan = gzipPlan(this.gzipRule, this.req, this.status, flatGetter(headers));
+      headers = gzipHeaders(headers, plan, this.gzipRule);
+      if (plan === 'gzip') this.gzip = new GzipWriter(this.res, this.gzipRule.level, this.onDrain, (n) => (this.bytesSent += n));
+    }
+    this.res.writeHead(this.status, head.text || undefined, headers);
   }
 
   onData(chunk: Buffer): boolean {
+    if (this.intercepted) return true;
     if (this.head) this.writeHead();
+    if (this.gzip) {
+      // Counted as compressed bytes reach the client; false pauses the app until zlib drains.
+      return this.gzip.write(chunk);
+    }
     this.bytesSent += chunk.length;
     const ok = this.res.write(chunk);
     if (!ok) this.res.once('drain', this.onDrain);
@@ -297,8 +330,26 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   }
 
   onComplete(trailers: string[] | Buffer[] | null): void {
+    if (this.intercepted) return this.answerIntercepted(this.intercepted);
     this.done = true;
     if (this.head) this.writeHead();
+    const gzip = this.gzip;
+    if (gzip) {
+      // Trailers are dropped: nginx's gzip filter does not pass them either. finish() runs once,
+      // when zlib has flushed its last bytes or the client went away first.
+      let over = false;
+      const end = () => {
+        if (over) return;
+        over = true;
+        this.owner.finish(this.req, this.res, { status: this.status, bytesSent: this.bytesSent, upstreamTime: this.upstreamTime, error: undefined }, this.started);
+      };
+      this.res.once('close', () => {
+        gzip.destroy();
+        end();
+      });
+      gzip.end(end);
+      return;
+    }
     if (trailers && trailers.length > 0) {
       const t: Record<string, string> = {};
       for (let i = 0; i < trailers.length; i += 2) t[String(trailers[i])] = String(trailers[i + 1]);
@@ -311,6 +362,9 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   onError(err: Error): void {
     if (this.done) return;
     this.abortUpstream = undefined;
+    this.gzip?.destroy();
+    // The app failed while its intercepted error body was dropped: the page answers all the same.
+    if (this.intercepted && !this.res.destroyed) return this.answerIntercepted(this.intercepted);
     const code = (err as NodeJS.ErrnoException).code ?? '';
     if (this.head) {
       // The app server died between its head and its body (Unicorn writes them apart): the client

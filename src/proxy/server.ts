@@ -12,12 +12,14 @@ import type { AccessLog } from './access-log.js';
 import { GatewayError } from './errors.js';
 import { createUpstreamPool, Exchange, type ExchangeOwner, type ExchangeResult, type UpstreamOptions } from './forward.js';
 import { DOWN_CODES, Gate, type Admission, type Waiter } from './gate.js';
-import { checkRequest, connectionClient, forwardContext, peerAddress, resolveClient, upstreamHeaders, type ForwardContext } from './headers.js';
-import { acceptProxyProtocol } from './proxy-protocol.js';
+import { checkRequest, peerAddress, TrustedProxies, upstreamHeaders, type ForwardContext } from './headers.js';
 import { sendError, sendRawError } from './respond.js';
 import { FOREIGN_SOCKET } from './socket-identity.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
-import { serveStatic, type StaticRouter } from './static.js';
+import { answerReturn, serveStatic } from './static.js';
+import { sendErrorPage, type Site, type SiteLocation } from './site.js';
+import { escapeUri, route } from './rewrite.js';
+import { applyProxySetHeader } from './proxy-set-header.js';
 import { UpgradeProxy } from './upgrade.js';
 
 export class BindError extends Error {
@@ -26,14 +28,14 @@ export class BindError extends Error {
 
 const kExchange = Symbol('exchange');
 type TrackedResponse = ServerResponse & { [kExchange]?: Exchange };
-const kClient = Symbol('client');
-type ClientRequest = IncomingMessage & { [kClient]?: string };
+/** The nginx.conf location a request was routed to (its error pages, limit, headers, gzip). */
+const kLocation = Symbol('location');
+type LocatedRequest = IncomingMessage & { [kLocation]?: SiteLocation };
 
 export class ProxyServer implements ExchangeOwner {
   private pool: Pool;
   private readonly metrics: GatewayMetrics | undefined;
-  private statics: StaticRouter | undefined;
-  private errorPages: Map<number, Buffer> | undefined;
+  private site: Site | undefined;
   /** Client connections open now, on all listeners. */
   connections = 0;
   private upstreamOptions: UpstreamOptions;
@@ -61,16 +63,13 @@ export class ProxyServer implements ExchangeOwner {
       /** Who may own the upstream socket (socket-identity.ts); empty: anyone. */
       socketOwners?: number[];
       metrics?: GatewayMetrics;
-      /** Static files per location, from an nginx.conf (static.ts); none: everything is proxied. */
-      statics?: StaticRouter;
-      /** Pages for error statuses the gateway answers itself (nginx's server-level error_page). */
-      errorPages?: Map<number, Buffer>;
+      /** An nginx.conf's server and locations (site.ts); none: everything is proxied as configured. */
+      site?: Site;
     } = {},
   ) {
     const holdPage = opts.holdPage;
     this.metrics = opts.metrics;
-    this.statics = opts.statics;
-    this.errorPages = opts.errorPages;
+    this.site = opts.site;
     const socketCheck = { allowedUids: opts.socketOwners ?? [] };
     this.upstreamOptions = {
       socketPath: config.upstream,
@@ -81,7 +80,7 @@ export class ProxyServer implements ExchangeOwner {
       socketCheck,
     };
     this.pool = createUpstreamPool(this.upstreamOptions);
-    this.ctx = forwardContext(config);
+    this.ctx = { trusted: new TrustedProxies(config.trustedProxies), forwardedForUntrusted: config.forwardedForUntrusted, scheme: 'http' };
     this.upgrades = new UpgradeProxy(config.upstream, log.child({ component: 'upgrade' }));
     this.gate = new Gate({
       socketPath: config.upstream,
@@ -111,7 +110,7 @@ export class ProxyServer implements ExchangeOwner {
     const out: AddressInfo[] = [];
     try {
       for (const hp of this.config.listen) {
-        const server = this.createServer(hp.proxyProtocol);
+        const server = this.createServer();
         this.servers.push(server);
         await new Promise<void>((resolve, reject) => {
           server.once('error', reject);
@@ -135,7 +134,7 @@ export class ProxyServer implements ExchangeOwner {
     return out;
   }
 
-  private createServer(proxyProtocol: boolean): http.Server {
+  private createServer(): http.Server {
     const c = this.config;
     const server = http.createServer({
       maxHeaderSize: c.maxHeaderSize,
@@ -147,13 +146,6 @@ export class ProxyServer implements ExchangeOwner {
       connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(c.clientHeaderTimeout / 4))),
       joinDuplicateHeaders: false,
     });
-    // Before the connection counting below: it counts a connection from its accept.
-    if (proxyProtocol) {
-      acceptProxyProtocol(server, {
-        timeout: () => this.config.clientHeaderTimeout,
-        onInvalid: (peer, reason) => this.log.warn({ peer: peerAddress(peer), reason }, 'PROXY protocol header refused; connection closed'),
-      });
-    }
     applyServerLimits(server, c);
     // A client that half-closes after its request still gets its answer (Node drops it otherwise).
     (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
@@ -182,17 +174,28 @@ export class ProxyServer implements ExchangeOwner {
 
   private tooLarge(req: IncomingMessage): boolean {
     const cl = req.headers['content-length'];
-    return cl !== undefined && this.config.clientMaxBodySize > 0 && Number(cl) > this.config.clientMaxBodySize;
+    const limit = this.site ? this.siteBodyLimit(req) : this.config.clientMaxBodySize;
+    return cl !== undefined && limit > 0 && Number(cl) > limit;
+  }
+
+  /** An nginx.conf's limit is its location's: the one the path matches, before any rewrite. */
+  private siteBodyLimit(req: IncomingMessage): number {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    try {
+      return (this.site as Site).match(decodeURIComponent(q === -1 ? url : url.slice(0, q))).maxBodySize;
+    } catch {
+      return (this.site as Site).server.maxBodySize;
+    }
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
-    // nginx's $remote_addr after realip, read now: the socket is gone when the access log is written.
-    (req as ClientRequest)[kClient] = resolveClient(req, this.ctx).address;
     if (this.stopping) res.shouldKeepAlive = false;
     const bad = checkRequest(req, this.config);
     if (bad) return this.reject(req, res, bad, started);
-    if (this.tooLarge(req)) return this.reject(req, res, new GatewayError('GW_ERR_BODY_TOO_LARGE'), started);
+    // With an nginx.conf the limit is the location's, checked once it is chosen (handleStatic).
+    if (!this.site && this.tooLarge(req)) return this.reject(req, res, new GatewayError('GW_ERR_BODY_TOO_LARGE'), started);
 
     let path = req.url as string;
     if (path.charCodeAt(0) !== 47 /* / */ && !(path === '*' && req.method === 'OPTIONS')) {
@@ -207,33 +210,49 @@ export class ProxyServer implements ExchangeOwner {
       path = url.pathname + url.search;
       req.headers.host = url.host;
     }
-    if (this.statics) {
+    if (this.site) {
       this.handleStatic(req, res, started, path);
       return;
     }
     this.forward(req, res, started, path);
   }
 
-  /** A location with root/try_files answers from the disk, or falls through to the app. */
+  /**
+   * An nginx.conf's server: its rewrites choose the location and the URI; then the location's body
+   * limit, its return, its files (root/try_files) or the app, with the rewritten URI.
+   */
   private handleStatic(req: IncomingMessage, res: ServerResponse, started: number, path: string): void {
+    const site = this.site as Site;
     const q = path.indexOf('?');
-    let pathname: string;
+    let uri: string;
     try {
-      pathname = decodeURIComponent(q === -1 ? path : path.slice(0, q));
+      uri = decodeURIComponent(q === -1 ? path : path.slice(0, q));
     } catch {
       return this.reject(req, res, new GatewayError('GW_ERR_BAD_REQUEST', 'bad percent-encoding'), started);
     }
-    const loc = (this.statics as StaticRouter)(pathname);
-    if (!loc || (!loc.ret && !loc.tryFiles && (loc.proxy || loc.root === null))) return this.forward(req, res, started, path);
+    const r = route(site, uri, q === -1 ? null : path.slice(q + 1), { requestUri: req.url as string, host: req.headers.host, scheme: this.ctx.scheme });
+    (req as LocatedRequest)[kLocation] = r.loc;
+    if (r.kind === 'cycle') return this.reject(req, res, new GatewayError('GW_ERR_INTERNAL', 'rewrite or internal redirection cycle'), started);
+    if (r.kind === 'redirect') {
+      this.active++;
+      const out = answerReturn(req, res, { status: r.status, text: r.location }, uri);
+      return this.finish(req, res, { status: r.status, bytesSent: typeof out === 'object' && 'served' in out ? out.served : 0, upstreamTime: undefined, error: undefined }, started);
+    }
+    const loc = r.loc;
+    const cl = req.headers['content-length'];
+    if (cl !== undefined && loc.maxBodySize > 0 && Number(cl) > loc.maxBodySize) return this.reject(req, res, new GatewayError('GW_ERR_BODY_TOO_LARGE'), started);
+    // nginx sends a rewritten URI escaped again; an untouched one exactly as the client wrote it.
+    const target = r.changed ? escapeUri(r.uri) + (r.args ? `?${r.args}` : '') : path;
+    if (!r.ret && !loc.tryFiles && (loc.proxy || loc.root === null)) return this.forward(req, res, started, target);
     this.active++;
-    serveStatic(req, res, loc, pathname).then(
+    serveStatic(req, res, { ...loc, ret: r.ret }, r.uri).then(
       (out) => {
         if (out === 'proxy') {
           this.active--;
-          this.forward(req, res, started, path);
+          this.forward(req, res, started, target);
         } else if ('error' in out) {
-          const bytes = res.headersSent ? 0 : sendError(res, out.error, !req.complete, undefined, this.errorPages?.get(out.error));
-          this.finish(req, res, { status: out.error, bytesSent: bytes, upstreamTime: undefined, error: undefined }, started);
+          const a = res.headersSent ? { status: out.error, bytes: 0 } : this.errorAnswer(req, res, out.error, !req.complete);
+          this.finish(req, res, { status: a.status, bytesSent: a.bytes, upstreamTime: undefined, error: undefined }, started);
         } else {
           this.finish(req, res, { status: out.status, bytesSent: out.served, upstreamTime: undefined, error: undefined }, started);
         }
@@ -247,8 +266,28 @@ export class ProxyServer implements ExchangeOwner {
     );
   }
 
+  /**
+   * An error the gateway answers itself: the error_page of the request's location (nginx's internal
+   * redirect to it; the server's before a location is chosen), else `fallback` or the built-in page.
+   */
+  private errorAnswer(req: IncomingMessage, res: ServerResponse, status: number, close: boolean, extra?: Record<string, string>, fallback?: Buffer): { status: number; bytes: number } {
+    const page = this.site && ((req as LocatedRequest)[kLocation] ?? this.site.server).errorPages.get(status);
+    if (page) return sendErrorPage(res, page, status, close, extra);
+    return { status, bytes: sendError(res, status, close, extra, fallback) };
+  }
+
+  /** ExchangeOwner: nginx's proxy_intercept_errors, for a location that has it on and a page for `status`. */
+  intercept(req: IncomingMessage, status: number): ((res: ServerResponse) => { status: number; bytes: number }) | undefined {
+    const loc = (req as LocatedRequest)[kLocation];
+    const page = loc?.interceptErrors ? loc.errorPages.get(status) : undefined;
+    return page && ((res) => sendErrorPage(res, page, status, !req.complete));
+  }
+
   private forward(req: IncomingMessage, res: ServerResponse, started: number, path: string): void {
-    const { headers } = upstreamHeaders(req, this.ctx);
+    const loc = (req as LocatedRequest)[kLocation];
+    const up = upstreamHeaders(req, this.ctx);
+    // An nginx.conf location's proxy_set_header, over the gateway's own headers.
+    const headers = loc && loc.setHeaders.length > 0 ? applyProxySetHeader(up.headers, loc.setHeaders, req, { remoteAddr: up.clientIp, scheme: this.ctx.scheme }) : up.headers;
     const te = req.headers['transfer-encoding'];
     const cl = req.headers['content-length'];
     const hasBody = cl !== undefined ? cl !== '0' : te !== undefined;
@@ -259,12 +298,13 @@ export class ProxyServer implements ExchangeOwner {
       req.once('end', () => socket.setTimeout(this.config.sendTimeout));
     }
 
-    const exchange = new Exchange(req, res, this, started, this.replayMethods);
+    const exchange = new Exchange(req, res, this, started, this.replayMethods, loc?.gzip ?? null);
     (res as TrackedResponse)[kExchange] = exchange;
     let body: NodeJS.ReadableStream | AsyncIterable<Buffer> | null = null;
     if (hasBody) {
       // A chunked body has no announced length: count it as it streams.
-      body = cl === undefined && this.config.clientMaxBodySize > 0 ? limitBody(req, this.config.clientMaxBodySize, exchange) : req;
+      const limit = loc ? loc.maxBodySize : this.config.clientMaxBodySize;
+      body = cl === undefined && limit > 0 ? limitBody(req, limit, exchange) : req;
       // Small bodies of replayable requests are kept while sent (replayBufferSize).
       if (cl === undefined || Number(cl) <= this.config.replayBufferSize) body = exchange.keepBody(body, this.config.replayBufferSize);
       watchUpload(req, this.config.proxySendTimeout, exchange);
@@ -317,13 +357,12 @@ export class ProxyServer implements ExchangeOwner {
    * flight finish under the old one. The upstream socket and the listeners are not changed here
    * (the caller refuses such a change); upstream pool options take a fresh pool.
    */
-  reconfigure(config: GatewayConfig, site: { statics?: StaticRouter; errorPages?: Map<number, Buffer>; holdPage?: Buffer }): void {
+  reconfigure(config: GatewayConfig, site: { site?: Site; holdPage?: Buffer }): void {
     const old = this.config;
     this.config = config;
-    this.statics = site.statics;
-    this.errorPages = site.errorPages;
+    this.site = site.site;
     this.holdPage = site.holdPage;
-    this.ctx = forwardContext(config);
+    this.ctx = { trusted: new TrustedProxies(config.trustedProxies), forwardedForUntrusted: config.forwardedForUntrusted, scheme: 'http' };
     this.replayMethods = new Set(config.replayMethods);
     this.retryAfter = { 'Retry-After': String(Math.max(1, Math.ceil(config.holdRetryAfter / 1000))) };
     this.gate.setBounds({ holdTimeout: config.holdTimeout, maxRequests: config.holdMaxRequests, maxBytes: config.holdMaxBytes });
@@ -389,8 +428,8 @@ export class ProxyServer implements ExchangeOwner {
       // unread bytes are never parsed as the next request.
       const close = err.source === 'downstream' || !req.complete;
       // The operator's page for this status (nginx's error_page), else the built-in one.
-      const page = this.errorPages?.get(err.status);
-      bytes = err.code === 'GW_ERR_HOLD_EXPIRED' ? sendError(res, 503, close, this.retryAfter, this.holdPage ?? page) : sendError(res, err.status, close, undefined, page);
+      const hold = err.code === 'GW_ERR_HOLD_EXPIRED';
+      bytes = hold && this.holdPage ? sendError(res, 503, close, this.retryAfter, this.holdPage) : this.errorAnswer(req, res, err.status, close, hold ? this.retryAfter : undefined).bytes;
     }
     if (err.code === 'GW_ERR_UPSTREAM_CONNECT_TIMEOUT' || err.code === 'GW_ERR_UPSTREAM_PERMISSION') this.metrics?.connectError((err.cause as NodeJS.ErrnoException | undefined)?.code ?? '');
     if (err.source === 'upstream') this.log.error({ code: err.code, cause: (err.cause as NodeJS.ErrnoException | undefined)?.code, upstream: this.config.upstream }, err.message);
@@ -417,7 +456,7 @@ export class ProxyServer implements ExchangeOwner {
     try {
       const exchange = (res as TrackedResponse)[kExchange];
       this.accessLog.write({
-        remoteAddr: (req as ClientRequest)[kClient] ?? exchange?.peer ?? peerAddress(req.socket?.remoteAddress),
+        remoteAddr: exchange?.peer ?? peerAddress(req.socket?.remoteAddress),
         method: req.method as string,
         url: req.url as string,
         httpVersion: req.httpVersion,
@@ -508,7 +547,7 @@ export class ProxyServer implements ExchangeOwner {
   private logRaw(socket: Socket, status: number, bytes: number, request: string): void {
     if (!this.accessLog.enabled) return;
     const [method = '', url = '', proto = 'HTTP/1.1'] = request.split(' ');
-    this.accessLog.write({ remoteAddr: connectionClient(socket, this.ctx), method, url, httpVersion: proto.replace('HTTP/', ''), status, bytesSent: bytes, referer: undefined, userAgent: undefined, requestTime: 0, upstreamTime: undefined, held: false });
+    this.accessLog.write({ remoteAddr: peerAddress(socket.remoteAddress), method, url, httpVersion: proto.replace('HTTP/', ''), status, bytesSent: bytes, referer: undefined, userAgent: undefined, requestTime: 0, upstreamTime: undefined, held: false });
   }
 
   private closeIdle(): void {

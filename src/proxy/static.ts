@@ -8,6 +8,7 @@
 import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, resolve, sep } from 'node:path';
+import { GzipWriter, gzipHeaders, gzipPlan, type GzipRule } from './gzip.js';
 
 export interface StaticLocation {
   root: string | null;
@@ -17,6 +18,8 @@ export interface StaticLocation {
   expires: { kind: 'off' } | { kind: 'epoch' } | { kind: 'max' } | { kind: 'after'; seconds: number };
   headers: { name: string; value: string }[];
   gzipStatic: boolean;
+  /** gzip: files sent without a precompressed `.gz` are compressed as they stream (gzip.ts). */
+  gzip?: GzipRule | null;
   /** nginx's `return code [text|URL]`, variables as text ($scheme, $host, $request_uri, $uri). */
   ret?: { status: number; text: string | null } | null;
 }
@@ -34,6 +37,11 @@ const TYPES: Record<string, string> = {
   '.woff': 'font/woff', '.woff2': 'font/woff2', '.ttf': 'font/ttf', '.map': 'application/json', '.pdf': 'application/pdf',
   '.wasm': 'application/wasm',
 };
+
+/** A file's Content-Type by its extension, from the gateway's table (nginx's mime.types subset). */
+export function contentType(path: string): string {
+  return TYPES[extname(path).toLowerCase()] ?? 'application/octet-stream';
+}
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
@@ -100,7 +108,7 @@ async function send(req: IncomingMessage, res: ServerResponse, loc: StaticLocati
   // nginx's ETag: hex mtime (seconds) and hex size.
   const etag = `"${Math.floor(stat.mtimeMs / 1000).toString(16)}-${stat.size.toString(16)}"`;
   const headers: Record<string, string | number> = {
-    'Content-Type': TYPES[extname(path).toLowerCase()] ?? 'application/octet-stream',
+    'Content-Type': contentType(path),
     'Last-Modified': stat.mtime.toUTCString(),
     ETag: etag,
   };
@@ -130,11 +138,14 @@ async function send(req: IncomingMessage, res: ServerResponse, loc: StaticLocati
     }
   }
   headers['Content-Length'] = size;
-  res.writeHead(200, headers);
+  const plan = loc.gzip ? gzipPlan(loc.gzip, req, 200, (name) => lookup(headers, name)) : 'none';
+  const flat = plan === 'none' ? Object.entries(headers).flatMap(([k, v]) => [k, String(v)]) : gzipHeaders(Object.entries(headers).flatMap(([k, v]) => [k, String(v)]), plan, loc.gzip as GzipRule);
+  res.writeHead(200, flat);
   if (req.method === 'HEAD') {
     res.end();
     return { served: 0, status: 200 };
   }
+  let served = size;
   await new Promise<void>((done) => {
     const stream = createReadStream(file);
     stream.on('error', () => {
@@ -145,9 +156,26 @@ async function send(req: IncomingMessage, res: ServerResponse, loc: StaticLocati
       stream.destroy();
       done();
     });
-    stream.pipe(res);
+    if (plan !== 'gzip') {
+      stream.pipe(res);
+      return;
+    }
+    // Compressed as it streams: the file is paused while zlib (or the client behind it) is full.
+    served = 0;
+    const gz = new GzipWriter(res, (loc.gzip as GzipRule).level, () => stream.resume(), (n) => (served += n));
+    res.on('close', () => gz.destroy());
+    stream.on('data', (chunk) => {
+      if (!gz.write(chunk as Buffer)) stream.pause();
+    });
+    stream.on('end', () => gz.end(done));
   });
-  return { served: size, status: 200 };
+  return { served, status: 200 };
+}
+
+/** A header of a response being built, any case. */
+function lookup(headers: Record<string, string | number>, name: string): string | undefined {
+  for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === name) return String(v);
+  return undefined;
 }
 
 function expiresHeaders(e: StaticLocation['expires']): Record<string, string> {
