@@ -8,6 +8,7 @@
 import { innermost, named, single, type Level, type Report } from './report.js';
 import { parseNginxSize, sizeString } from './units.js';
 import {
+  compileRegex,
   parseAddHeader,
   parseErrorPage,
   parseExpires,
@@ -169,7 +170,14 @@ function gzipOf(report: Report, levels: readonly Level[]): GzipSpec {
     compLevel: number('gzip_comp_level', 1, (n) => n >= 1 && n <= 9),
     proxied: proxied.length > 0 ? proxied : ['off'],
     vary: arg('gzip_vary')?.toLowerCase() === 'on',
-    disable: innermost(report, levels, 'gzip_disable').flatMap((d) => d.args),
+    disable: innermost(report, levels, 'gzip_disable').flatMap((d) =>
+      // nginx compiles them caseless at start; a bad one fails the configuration.
+      d.args.filter((a) => {
+        const re = a === 'msie6' ? undefined : compileRegex(a, true);
+        if (re && 'reason' in re) report.error('GW_ERR_NGINX_VALUE', re.reason, d);
+        return !(re && 'reason' in re);
+      }),
+    ),
     httpVersion: arg('gzip_http_version') === '1.0' ? '1.0' : '1.1',
   };
 }

@@ -46,7 +46,7 @@ export function readNginx(file: string, strict: boolean, say: (line: string) => 
   const pageOf = (l: LocationSpec, uri: string, codes: number[]): Buffer | undefined => {
     // nginx's internal redirect to the URI: the location it matches, and the file under its root.
     const target = matchLocation(r.locations, uri) ?? server;
-    const at = `error_page ${codes.join(' ')} ${uri} (${l.file}:${l.line})`;
+    const at = `error_page ${codes.join(' ')} ${uri}`;
     if (target.root === null) {
       warn(`${at}: no root for ${uri}; the built-in page is used`);
       return undefined;
@@ -70,7 +70,7 @@ export function readNginx(file: string, strict: boolean, say: (line: string) => 
       let answer: ErrorPageAnswer | undefined;
       if (/^https?:\/\//.test(ep.uri) || ep.uri.startsWith('$scheme')) answer = { status: status ?? 302, location: ep.uri };
       else if (ep.uri.startsWith('@')) {
-        warn(`error_page ${ep.codes.join(' ')} ${ep.uri} (${l.file}:${l.line}): a named location as an error page is not supported (only files); the built-in page is used`);
+        warn(`error_page ${ep.codes.join(' ')} ${ep.uri}: a named location as an error page is not supported (only files); the built-in page is used`);
       } else {
         const body = pageOf(l, ep.uri.split('?')[0] as string, ep.codes);
         if (body) answer = { status, body, type: contentType(ep.uri.split('?')[0] as string) };
@@ -85,7 +85,7 @@ export function readNginx(file: string, strict: boolean, say: (line: string) => 
     l.rewrite.flatMap((rw) => {
       const re = compileRegex(rw.regex, false);
       for (const v of rw.replacement.matchAll(/\$\{?([a-z_0-9]+)\}?/gi)) {
-        if (!REWRITE_VARS.test(v[1] as string)) warn(`rewrite ${rw.regex} ${rw.replacement} (${l.file}:${l.line}): the variable $${v[1] as string} is not supported; it is sent as written`);
+        if (!REWRITE_VARS.test(v[1] as string)) warn(`rewrite ${rw.regex} ${rw.replacement}: the variable $${v[1] as string} is not supported; it is kept as written in ${l.file}:${l.line}`);
       }
       return 'value' in re ? [{ regex: re.value, replacement: rw.replacement, flag: rw.flag }] : [];
     });
@@ -93,25 +93,23 @@ export function readNginx(file: string, strict: boolean, say: (line: string) => 
   const setHeaders = (l: LocationSpec): { name: string; value: string }[] => {
     for (const h of l.proxySetHeader) {
       if (MANAGED.has(h.name.toLowerCase())) {
-        if (h.value !== '') warn(`proxy_set_header ${h.name} (${l.file}:${l.line}) is ignored: the gateway manages connection-level headers itself (keep-alive to the app, WebSocket upgrades)`);
+        if (h.value !== '') warn(`proxy_set_header ${h.name} is ignored: the gateway manages connection-level headers itself (keep-alive to the app, WebSocket upgrades)`);
         continue;
       }
       for (const v of h.value.matchAll(/\$\{?([a-z_0-9]+)\}?/gi)) {
-        if (!HEADER_VARS.test((v[1] as string).toLowerCase())) warn(`proxy_set_header ${h.name} ${h.value} (${l.file}:${l.line}): the variable $${v[1] as string} is not supported; it is sent as written`);
+        if (!HEADER_VARS.test((v[1] as string).toLowerCase())) warn(`proxy_set_header ${h.name} ${h.value}: the variable $${v[1] as string} is not supported; it is sent as written`);
       }
     }
     return l.proxySetHeader;
   };
 
-  const gzipRule = (g: GzipSpec, l: LocationSpec): GzipRule | null => {
+  const gzipRule = (g: GzipSpec): GzipRule | null => {
     if (!g.enabled) return null;
-    const disable: RegExp[] = [];
-    for (const d of g.disable) {
-      if (d === 'msie6') continue;
-      const re = compileRegex(d, true);
-      if ('value' in re) disable.push(re.value);
-      else warn(`gzip_disable (${l.file}:${l.line}): ${re.reason}; not applied`);
-    }
+    // Invalid ones were refused by nginx-compat, as nginx refuses them.
+    const disable = g.disable.flatMap((d) => {
+      const re = d === 'msie6' ? undefined : compileRegex(d, true);
+      return re && 'value' in re ? [re.value] : [];
+    });
     return {
       types: g.types.includes('*') ? '*' : new Set(g.types.map((t) => t.toLowerCase())),
       minLength: g.minLength,
@@ -137,7 +135,7 @@ export function readNginx(file: string, strict: boolean, say: (line: string) => 
     interceptErrors: l.interceptErrors,
     maxBodySize: parseSize(l.clientMaxBodySize) ?? 0,
     setHeaders: setHeaders(l),
-    gzip: gzipRule(l.gzip, l),
+    gzip: gzipRule(l.gzip),
   });
   const own = adapt(server);
   const adapted = new Map(r.locations.map((l) => [l, adapt(l)]));
