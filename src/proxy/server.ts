@@ -12,7 +12,8 @@ import type { AccessLog } from './access-log.js';
 import { GatewayError } from './errors.js';
 import { createUpstreamPool, Exchange, type ExchangeOwner, type ExchangeResult, type UpstreamOptions } from './forward.js';
 import { DOWN_CODES, Gate, type Admission, type Waiter } from './gate.js';
-import { checkRequest, peerAddress, TrustedProxies, upstreamHeaders, type ForwardContext } from './headers.js';
+import { checkRequest, connectionClient, forwardContext, peerAddress, resolveClient, upstreamHeaders, type ForwardContext } from './headers.js';
+import { acceptProxyProtocol } from './proxy-protocol.js';
 import { sendError, sendRawError } from './respond.js';
 import { FOREIGN_SOCKET } from './socket-identity.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
@@ -28,6 +29,8 @@ export class BindError extends Error {
 
 const kExchange = Symbol('exchange');
 type TrackedResponse = ServerResponse & { [kExchange]?: Exchange };
+const kClient = Symbol('client');
+type ClientRequest = IncomingMessage & { [kClient]?: string };
 /** The nginx.conf location a request was routed to (its error pages, limit, headers, gzip). */
 const kLocation = Symbol('location');
 type LocatedRequest = IncomingMessage & { [kLocation]?: SiteLocation };
@@ -80,7 +83,7 @@ export class ProxyServer implements ExchangeOwner {
       socketCheck,
     };
     this.pool = createUpstreamPool(this.upstreamOptions);
-    this.ctx = { trusted: new TrustedProxies(config.trustedProxies), forwardedForUntrusted: config.forwardedForUntrusted, scheme: 'http' };
+    this.ctx = forwardContext(config);
     this.upgrades = new UpgradeProxy(config.upstream, log.child({ component: 'upgrade' }));
     this.gate = new Gate({
       socketPath: config.upstream,
@@ -110,7 +113,7 @@ export class ProxyServer implements ExchangeOwner {
     const out: AddressInfo[] = [];
     try {
       for (const hp of this.config.listen) {
-        const server = this.createServer();
+        const server = this.createServer(hp.proxyProtocol);
         this.servers.push(server);
         await new Promise<void>((resolve, reject) => {
           server.once('error', reject);
@@ -134,7 +137,7 @@ export class ProxyServer implements ExchangeOwner {
     return out;
   }
 
-  private createServer(): http.Server {
+  private createServer(proxyProtocol: boolean): http.Server {
     const c = this.config;
     const server = http.createServer({
       maxHeaderSize: c.maxHeaderSize,
@@ -146,6 +149,13 @@ export class ProxyServer implements ExchangeOwner {
       connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(c.clientHeaderTimeout / 4))),
       joinDuplicateHeaders: false,
     });
+    // Before the connection counting below: it counts a connection from its accept.
+    if (proxyProtocol) {
+      acceptProxyProtocol(server, {
+        timeout: () => this.config.clientHeaderTimeout,
+        onInvalid: (peer, reason) => this.log.warn({ peer: peerAddress(peer), reason }, 'PROXY protocol header refused; connection closed'),
+      });
+    }
     applyServerLimits(server, c);
     // A client that half-closes after its request still gets its answer (Node drops it otherwise).
     (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
@@ -191,6 +201,8 @@ export class ProxyServer implements ExchangeOwner {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
+    // nginx's $remote_addr after realip, read now: the socket is gone when the access log is written.
+    (req as ClientRequest)[kClient] = resolveClient(req, this.ctx).address;
     if (this.stopping) res.shouldKeepAlive = false;
     const bad = checkRequest(req, this.config);
     if (bad) return this.reject(req, res, bad, started);
@@ -362,7 +374,7 @@ export class ProxyServer implements ExchangeOwner {
     this.config = config;
     this.site = site.site;
     this.holdPage = site.holdPage;
-    this.ctx = { trusted: new TrustedProxies(config.trustedProxies), forwardedForUntrusted: config.forwardedForUntrusted, scheme: 'http' };
+    this.ctx = forwardContext(config);
     this.replayMethods = new Set(config.replayMethods);
     this.retryAfter = { 'Retry-After': String(Math.max(1, Math.ceil(config.holdRetryAfter / 1000))) };
     this.gate.setBounds({ holdTimeout: config.holdTimeout, maxRequests: config.holdMaxRequests, maxBytes: config.holdMaxBytes });
@@ -456,7 +468,7 @@ export class ProxyServer implements ExchangeOwner {
     try {
       const exchange = (res as TrackedResponse)[kExchange];
       this.accessLog.write({
-        remoteAddr: exchange?.peer ?? peerAddress(req.socket?.remoteAddress),
+        remoteAddr: (req as ClientRequest)[kClient] ?? exchange?.peer ?? peerAddress(req.socket?.remoteAddress),
         method: req.method as string,
         url: req.url as string,
         httpVersion: req.httpVersion,
@@ -547,7 +559,7 @@ export class ProxyServer implements ExchangeOwner {
   private logRaw(socket: Socket, status: number, bytes: number, request: string): void {
     if (!this.accessLog.enabled) return;
     const [method = '', url = '', proto = 'HTTP/1.1'] = request.split(' ');
-    this.accessLog.write({ remoteAddr: peerAddress(socket.remoteAddress), method, url, httpVersion: proto.replace('HTTP/', ''), status, bytesSent: bytes, referer: undefined, userAgent: undefined, requestTime: 0, upstreamTime: undefined, held: false });
+    this.accessLog.write({ remoteAddr: connectionClient(socket, this.ctx), method, url, httpVersion: proto.replace('HTTP/', ''), status, bytesSent: bytes, referer: undefined, userAgent: undefined, requestTime: 0, upstreamTime: undefined, held: false });
   }
 
   private closeIdle(): void {
