@@ -20,10 +20,16 @@ const REASONS: Readonly<Record<string, Reason>> = {
   server_tokens: [D, "the gateway adds no Server header and passes the app's unchanged; nginx always sends its own (\"nginx\" with server_tokens off) and hides the app's"],
   worker_processes: [I, 'the gateway is one process; it forks no workers'],
   worker_rlimit_nofile: [I, 'raise the open-file limit in the service manager (LimitNOFILE=) instead'],
-  pid: [I, "the gateway writes no PID file of its own (its pidFile key is the app server's PID file)"],
   daemon: [I, 'the gateway runs in the foreground, under a service manager'],
   worker_connections: EVENTS,
   multi_accept: EVENTS,
+  accept_mutex: EVENTS,
+  types_hash_max_size: TUNING,
+  log_not_found: [I, 'a missing static file is not written to an error log'],
+  http2_idle_timeout: TLS,
+  proxy_cache: [D, 'the gateway caches no responses: every request reaches the app'],
+  proxy_cache_path: [D, 'the gateway caches no responses: every request reaches the app'],
+  proxy_cache_valid: [D, 'the gateway caches no responses: every request reaches the app'],
   use: EVENTS,
   sendfile: TUNING,
   tcp_nopush: TUNING,
@@ -71,6 +77,8 @@ function reasonFor(d: Directive): Reason | null {
   switch (d.directive) {
     case 'proxy_buffering':
       return v === 'off' ? null : [D, 'the gateway streams responses to the client as they come (as with proxy_buffering off): a slow client holds its app connection longer'];
+    case 'proxy_request_buffering':
+      return v === 'off' ? null : [D, 'the gateway streams request bodies to the app as they come (as with proxy_request_buffering off): the app sees a slow upload arrive slowly'];
     case 'proxy_redirect':
       return v === 'off' ? null : (REASONS.proxy_redirect as Reason);
     case 'proxy_http_version':

@@ -126,6 +126,12 @@ function mainLevel(report: Report, tree: Level, config: Record<string, unknown>)
     config.user = user.args[0];
     if (user.args[1] !== undefined) report.warn('GW_WARN_NGINX_DIFFERS', `"user" group "${user.args[1]}" is ignored: the gateway takes the user's own group`, user);
   }
+  // nginx's own PID file: logrotate's `kill -USR1 $(cat /run/nginx.pid)` reaches the gateway.
+  const pid = single(report, [tree], 'pid');
+  if (pid && pid.args[0] !== undefined && pid.args[0] !== 'off') {
+    if (pid.args[0].startsWith('/')) config.gatewayPidFile = pid.args[0];
+    else report.warn('GW_WARN_NGINX_DIFFERS', `"pid ${pid.args[0]}" differs: a relative path is nginx's -p prefix's; the gateway writes no PID file unless gatewayPidFile names an absolute path`, pid);
+  }
   for (const e of named(tree, 'events')) report.use(e);
   const log = single(report, [tree], 'error_log');
   if (log) {

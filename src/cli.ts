@@ -11,6 +11,7 @@ import { Gateway } from './gateway.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { sendCommand } from './control/client.js';
 import { readNginx, type NginxSite } from './nginx-site.js';
+import { takeInherited } from './upgrade.js';
 
 function usage(): string {
   const lines = [
@@ -116,7 +117,7 @@ async function main(argv: string[]): Promise<number> {
   const log = createLogger(config.logLevel);
   let gateway: Gateway;
   try {
-    gateway = new Gateway(config, log, nginx);
+    gateway = new Gateway(config, log, nginx, takeInherited());
   } catch (err) {
     process.stderr.write(`gateway: ${(err as Error).message}\n`);
     return 1;
@@ -138,11 +139,17 @@ async function main(argv: string[]): Promise<number> {
       },
     );
   };
-  // nginx's signals: QUIT graceful, TERM and INT fast, HUP reload, USR1 reopen logs.
+  // nginx's signals: QUIT graceful, TERM and INT fast, HUP reload, USR1 reopen logs, USR2 upgrade.
   process.on('SIGQUIT', () => stop(true, 'SIGQUIT'));
   process.on('SIGTERM', () => stop(false, 'SIGTERM'));
   process.on('SIGINT', () => stop(false, 'SIGINT'));
   process.on('SIGUSR1', () => gateway.reopenLogs());
+  process.on('SIGUSR2', () => {
+    if (stopping) return;
+    void gateway.upgrade().then((handedOver) => {
+      if (handedOver) stop(true, 'SIGUSR2');
+    });
+  });
   let reloading = Promise.resolve();
   process.on('SIGHUP', () => {
     reloading = reloading.then(() => (stopping ? undefined : reload(gateway, rest, log)));

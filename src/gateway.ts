@@ -3,8 +3,9 @@
  * stops. Later subsystems (the holding gate, the supervisor, metrics) meet here and only here.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { readFileSync, renameSync } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
+import { createInterface } from 'node:readline';
 import { CONFIG_KEYS, type GatewayConfig } from './config/schema.js';
 import type { Logger } from './log/logger.js';
 import { AccessLog } from './proxy/access-log.js';
@@ -15,6 +16,8 @@ import { Supervisor } from './supervisor/supervisor.js';
 import { GatewayMetrics } from './metrics/metrics.js';
 import { AdminServer } from './metrics/admin.js';
 import { socketAccepts } from './supervisor/app-process.js';
+import { oldbinPath, removePidFile, writePidFile } from './supervisor/pid-file.js';
+import { announceReady, startNewGateway, type Inherited } from './upgrade.js';
 
 export class Gateway {
   readonly accessLog: AccessLog;
@@ -31,6 +34,8 @@ export class Gateway {
     private readonly log: Logger,
     /** From an nginx.conf: static files per location, and pages for error statuses. */
     nginx: NginxSite = {},
+    /** Handed over by the gateway this one replaces (USR2, upgrade.ts). */
+    private readonly inherited?: Inherited,
   ) {
     this.accessLog = new AccessLog(config.accessLog, config.accessLogFormat);
     const holdPage = config.holdPage === null ? undefined : readFileSync(config.holdPage);
@@ -147,31 +152,96 @@ export class Gateway {
 
   async start(): Promise<AddressInfo[]> {
     await this.accessLog.ready();
-    this.addresses = await this.proxy.listen();
-    if (this.admin && this.config.admin) this.adminAddress = await this.admin.listen(this.config.admin.host, this.config.admin.port);
+    this.addresses = await this.proxy.listen(this.inherited?.listen);
+    if (this.admin && this.config.admin) this.adminAddress = await this.admin.listen(this.config.admin.host, this.config.admin.port, this.inherited?.admin);
     // Created before privileges are dropped, so it is owned by the user who started the gateway.
     await this.control?.listen();
-    if (this.config.user !== null) dropPrivileges(this.config.user);
+    // After a USR2 from a gateway that had already dropped to --user, this one starts as that user.
+    if (this.config.user !== null && !(this.inherited && process.getuid?.() === lookupUser(this.config.user).uid)) dropPrivileges(this.config.user);
+    if (this.config.gatewayPidFile !== null) writePidFile(this.config.gatewayPidFile, process.pid);
     // After binding: requests that arrive while the app server starts are held, not refused.
     const listen = this.addresses.map((a) => `${a.address}:${a.port}`);
     // Requests are accepted (and held) from here on, even while the app server still starts.
     this.log.info({ addresses: listen }, 'listening');
     await this.supervisor?.init();
+    if (this.inherited) this.readAppOutput(this.inherited);
     const admin = this.adminAddress ? `${this.adminAddress.address}:${this.adminAddress.port}` : null;
-    this.log.info({ listen, admin, upstream: this.config.upstream, uid: process.getuid?.(), app: this.supervisor?.phase ?? null }, 'gateway started');
+    this.log.info({ listen, admin, upstream: this.config.upstream, uid: process.getuid?.(), app: this.supervisor?.phase ?? null, upgradedFrom: this.inherited?.from }, 'gateway started');
+    if (this.inherited) announceReady();
     return this.addresses;
   }
 
+  /** The app server's output pipes, handed over by the gateway that started it: logged as before. */
+  private readAppOutput(inherited: Inherited): void {
+    const log = this.log.child({ component: 'supervisor', output: 'app' });
+    for (const [fd, level, stream] of [
+      [inherited.appStdout, 'info', 'stdout'],
+      [inherited.appStderr, 'warn', 'stderr'],
+    ] as const) {
+      if (fd === undefined) continue;
+      const input = new net.Socket({ fd, readable: true, writable: false });
+      input.on('error', () => undefined);
+      createInterface({ input }).on('line', (line) => log[level]({ stream }, line));
+    }
+  }
+
+  private upgrading = false;
+
+  /**
+   * USR2: start a new gateway on our listening sockets (upgrade.ts); once it is ready, stop
+   * gracefully without touching the app server it adopted. Resolves true when this process should
+   * now exit; false when the upgrade failed and this gateway goes on serving.
+   */
+  async upgrade(): Promise<boolean> {
+    if (this.upgrading) {
+      this.log.warn('binary upgrade already in progress; USR2 ignored');
+      return false;
+    }
+    const phase = this.supervisor?.phase;
+    if (phase === 'starting' || phase === 'restarting' || phase === 'stopping') {
+      this.log.warn({ app: phase }, 'binary upgrade refused while the app server is changing; send USR2 again once it is running');
+      return false;
+    }
+    this.upgrading = true;
+    const pidFile = this.config.gatewayPidFile;
+    const oldbin = pidFile === null ? null : oldbinPath(pidFile);
+    try {
+      if (pidFile !== null && oldbin !== null) renameSync(pidFile, oldbin);
+      // The new gateway creates its own control socket at the same path.
+      await this.control?.close();
+      // The app server's output pipes: of the server we started, or as we inherited them.
+      const out = this.inherited?.appStdout !== undefined || this.inherited?.appStderr !== undefined ? { stdout: this.inherited.appStdout, stderr: this.inherited.appStderr } : (this.supervisor?.outputFds() ?? {});
+      await startNewGateway({ listen: this.proxy.listenerFds(), admin: this.admin?.fd, appStdout: out.stdout, appStderr: out.stderr }, this.log, 30_000);
+      this.log.info('binary upgrade: the new gateway is ready; this one stops gracefully');
+      return true;
+    } catch (err) {
+      this.log.error({ reason: (err as Error).message }, 'binary upgrade failed; this gateway goes on serving');
+      if (pidFile !== null && oldbin !== null) {
+        try {
+          renameSync(oldbin, pidFile);
+        } catch {
+          writePidFile(pidFile, process.pid);
+        }
+      }
+      await this.control?.listen().catch((e: unknown) => this.log.error({ reason: (e as Error).message }, 'control socket not restored'));
+      this.upgrading = false;
+      return false;
+    }
+  }
+
   async stop(graceful: boolean): Promise<void> {
-    this.log.info({ graceful }, 'gateway stopping');
+    this.log.info({ graceful, handedOver: this.upgrading }, 'gateway stopping');
     await this.control?.close();
     await this.admin?.close();
     this.supervisor?.close();
     await this.proxy.stop(graceful);
     // An app server the gateway started is stopped with it (its output goes to our log, and the
-    // next gateway starts its own); one it adopted is left running.
-    await this.supervisor?.shutdown(graceful);
+    // next gateway starts its own); one it adopted is left running; after a USR2 the new gateway
+    // has adopted it.
+    if (!this.upgrading) await this.supervisor?.shutdown(graceful);
     this.accessLog.close();
+    const pidFile = this.config.gatewayPidFile;
+    if (pidFile !== null) removePidFile(this.upgrading ? oldbinPath(pidFile) : pidFile, process.pid);
   }
 
   /**

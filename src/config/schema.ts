@@ -49,6 +49,7 @@ export const SCHEMA = {
   holdMaxRequests: { kind: 'count', default: 10000, doc: 'Most requests held at once; more get 503 at once.' },
   holdMaxBytes: { kind: 'size', default: '64m', doc: 'Most request data (heads and what was already read of bodies) held at once; more gets 503 at once.' },
   holdRetryAfter: { kind: 'duration', default: '5s', doc: 'Retry-After sent with a 503 from the gate, rounded up to whole seconds.' },
+  gatewayPidFile: { kind: 'path', default: null, nullable: true, doc: "The gateway's own PID file (nginx's `pid`), written at start and removed at exit; on USR2 it moves to `.oldbin` while the new gateway takes over, and back if the upgrade fails. null: none." },
   holdPage: { kind: 'path', default: null, nullable: true, doc: 'HTML file sent with a 503 from the gate (like public/503.html); null: a built-in page.' },
   replayMethods: { kind: 'methods', default: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'], repeatable: true, doc: 'Methods replayed once if the app server dies after the request was sent (RFC 9110 idempotent methods). POST is never replayed unless listed.' },
   replayBufferSize: { kind: 'size', default: '64k', doc: 'A request body up to this size is kept while sent so the request can be replayed; a larger body makes it not replayable.' },
@@ -108,6 +109,7 @@ export interface GatewayConfig {
   holdMaxRequests: number;
   holdMaxBytes: number;
   holdRetryAfter: number;
+  gatewayPidFile: string | null;
   holdPage: string | null;
   replayMethods: string[];
   replayBufferSize: number;

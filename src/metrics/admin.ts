@@ -18,13 +18,19 @@ export class AdminServer {
     private readonly log: Logger,
   ) {}
 
-  async listen(host: string, port: number): Promise<AddressInfo> {
+  /** The listening descriptor, for a USR2 handover (upgrade.ts). */
+  get fd(): number | undefined {
+    return (this.server as unknown as { _handle?: { fd: number } } | undefined)?._handle?.fd;
+  }
+
+  /** `fd`: a listener handed over by the previous gateway (USR2). */
+  async listen(host: string, port: number, fd?: number): Promise<AddressInfo> {
     const server = http.createServer((req, res) => void this.handle(req, res));
     server.keepAliveTimeout = 65_000;
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen({ host, port }, () => {
+        server.listen(fd !== undefined ? { fd } : { host, port }, () => {
           server.off('error', reject);
           resolve();
         });

@@ -3,7 +3,7 @@
  * refuse, limits and deadlines with nginx-like defaults, forwarding, the access log, graceful stop.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import type { Dispatcher, Pool } from 'undici';
 import type { GatewayConfig } from '../config/schema.js';
 import { formatHostPort } from '../config/address.js';
@@ -23,17 +23,20 @@ import { escapeUri, route } from './rewrite.js';
 import { applyProxySetHeader } from './proxy-set-header.js';
 import { UpgradeProxy } from './upgrade.js';
 
+/** In a graceful stop, how long an idle keep-alive connection may still bring one last request. */
+const IDLE_GRACE_MS = 1000;
+
 export class BindError extends Error {
   readonly code = 'GW_ERR_BIND';
 }
 
 const kExchange = Symbol('exchange');
 type TrackedResponse = ServerResponse & { [kExchange]?: Exchange };
-const kClient = Symbol('client');
-type ClientRequest = IncomingMessage & { [kClient]?: string };
 /** The nginx.conf location a request was routed to (its error pages, limit, headers, gzip). */
 const kLocation = Symbol('location');
 type LocatedRequest = IncomingMessage & { [kLocation]?: SiteLocation };
+const kClient = Symbol('client');
+type ClientRequest = IncomingMessage & { [kClient]?: string };
 
 export class ProxyServer implements ExchangeOwner {
   private pool: Pool;
@@ -41,6 +44,8 @@ export class ProxyServer implements ExchangeOwner {
   private site: Site | undefined;
   /** Client connections open now, on all listeners. */
   connections = 0;
+  /** The same connections, cut at the end of a stop (Node's closeAllConnections misses those closing). */
+  private readonly sockets = new Set<Socket>();
   private upstreamOptions: UpstreamOptions;
   private drainWaiters: (() => void)[] = [];
   private lastForeignLog = 0;
@@ -108,16 +113,22 @@ export class ProxyServer implements ExchangeOwner {
     this.retryAfter = { 'Retry-After': String(Math.max(1, Math.ceil(config.holdRetryAfter / 1000))) };
   }
 
-  /** Binds every listener; on failure closes those already bound and throws one clear line. */
-  async listen(): Promise<AddressInfo[]> {
+  /**
+   * Binds every listener; on failure closes those already bound and throws one clear line. A
+   * listener handed over by the previous gateway (USR2, upgrade.ts) is taken from its descriptor.
+   */
+  async listen(inherited: { host: string; port: number; fd: number }[] = []): Promise<AddressInfo[]> {
     const out: AddressInfo[] = [];
     try {
       for (const hp of this.config.listen) {
         const server = this.createServer(hp.proxyProtocol);
         this.servers.push(server);
+        const fd = inherited.find((l) => l.host === hp.host && l.port === hp.port)?.fd;
         await new Promise<void>((resolve, reject) => {
           server.once('error', reject);
-          server.listen({ host: hp.host, port: hp.port, backlog: 1024 }, () => {
+          // An IPv6 address binds IPv6 only, as nginx's default ipv6only=on: `listen 80; listen [::]:80;`
+          // is the usual pair, and a dual-stack [::] would take port 80 from the IPv4 listener.
+          server.listen(fd !== undefined ? { fd, backlog: 1024 } : { host: hp.host, port: hp.port, backlog: 1024, ipv6Only: hp.host.includes(':') }, () => {
             server.off('error', reject);
             resolve();
           });
@@ -163,7 +174,12 @@ export class ProxyServer implements ExchangeOwner {
     server.on('connection', (socket: Socket) => {
       this.connections++;
       this.metrics?.connection();
-      socket.once('close', () => this.connections--);
+      this.sockets.add(socket);
+      socket.once('close', () => {
+        this.sockets.delete(socket);
+        this.connections--;
+        if (this.stopping) this.checkDrained();
+      });
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.handle(req, res));
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.handleContinue(req, res));
@@ -360,10 +376,11 @@ export class ProxyServer implements ExchangeOwner {
     });
   }
 
-  /**
-   * A fresh pool for the next server: the idle keep-alive connections of the old one would be
-   * closed under us by its exit. In-flight requests on the old pool finish there.
-   */
+  /** The listening descriptors with the addresses they were configured as, for a USR2 handover. */
+  listenerFds(): { host: string; port: number; fd: number }[] {
+    return this.servers.map((server, i) => ({ ...(this.config.listen[i] as { host: string; port: number }), fd: (server as unknown as { _handle: { fd: number } })._handle.fd }));
+  }
+
   /**
    * A reload (HUP): the new configuration applies to requests that arrive from now on; those in
    * flight finish under the old one. The upstream socket and the listeners are not changed here
@@ -392,6 +409,10 @@ export class ProxyServer implements ExchangeOwner {
     }
   }
 
+  /**
+   * A fresh pool for the next server: the idle keep-alive connections of the old one would be
+   * closed under us by its exit. In-flight requests on the old pool finish there.
+   */
   async recyclePool(): Promise<void> {
     const old = this.pool;
     this.pool = createUpstreamPool(this.upstreamOptions);
@@ -455,10 +476,7 @@ export class ProxyServer implements ExchangeOwner {
     if (this.drainWaiters.length > 0 && this.inFlight <= 0) {
       for (const w of this.drainWaiters.splice(0)) w();
     }
-    if (this.stopping) {
-      setImmediate(() => this.closeIdle());
-      if (this.active === 0) this.drained?.();
-    }
+    if (this.stopping) this.checkDrained();
     if (this.metrics) {
       const cl = req.headers['content-length'];
       this.metrics.request(req.method as string, r.status, (performance.now() - started) / 1000, cl === undefined ? 0 : Number(cl) || 0, r.bytesSent, r.upstreamTime === undefined ? undefined : r.upstreamTime / 1000);
@@ -566,6 +584,14 @@ export class ProxyServer implements ExchangeOwner {
     for (const s of this.servers) s.closeIdleConnections();
   }
 
+  /** Set once IDLE_GRACE_MS of a graceful stop passed: idle keep-alive connections are closed then. */
+  private graceOver = false;
+
+  /** A graceful stop is done when no request is in flight and no connection is open (or the grace is over). */
+  private checkDrained(): void {
+    if (this.active <= 0 && (this.connections <= 0 || this.graceOver)) this.drained?.();
+  }
+
   /**
    * Graceful: stop accepting, let in-flight requests finish (bounded by shutdownTimeout), then cut
    * what is left. Not graceful: cut everything now.
@@ -574,18 +600,32 @@ export class ProxyServer implements ExchangeOwner {
     this.stopping = true;
     // Held requests would wait for an app server we no longer serve: 503 with Retry-After now.
     this.gate.close();
-    const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
-    if (graceful && this.active > 0) {
-      this.closeIdle();
+    // net.Server's close, not http.Server's: since Node 19 the latter also closes idle keep-alive
+    // connections at once, the very race the grace below avoids.
+    const closed = this.servers.map((s) => new Promise<void>((resolve) => net.Server.prototype.close.call(s, () => resolve())));
+    if (graceful) {
+      // Idle keep-alive connections are not closed at once: a client may be sending its next
+      // request on one right now, and closing under it loses that request (a reset the client sees
+      // as an error; a USR2 handover under load showed it). For IDLE_GRACE_MS every request that
+      // comes is served with Connection: close, so active clients move to a new connection (the
+      // new gateway's, after a USR2); what is still idle after that is closed.
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.config.shutdownTimeout);
+        const grace = setTimeout(() => {
+          this.graceOver = true;
+          this.closeIdle();
+          this.checkDrained();
+        }, IDLE_GRACE_MS);
         this.drained = () => {
           clearTimeout(timer);
+          clearTimeout(grace);
           resolve();
         };
+        this.checkDrained();
       });
     }
     for (const s of this.servers) s.closeAllConnections();
+    for (const socket of this.sockets) socket.destroy();
     this.upgrades.closeAll();
     await Promise.all(closed);
     await this.pool.destroy();

@@ -93,6 +93,22 @@ export class Supervisor {
     return this.server?.pid;
   }
 
+  /**
+   * The read ends of the output pipes of the server we started, for a USR2 handover of the gateway
+   * (the new gateway reads them; the server never writes to a closed pipe). None for an adopted one.
+   */
+  outputFds(): { stdout?: number; stderr?: number } {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return {};
+    const fd = (s: unknown) => (s as { _handle?: { fd?: number } } | null)?._handle?.fd;
+    const out: { stdout?: number; stderr?: number } = {};
+    const o = fd(child.stdout);
+    const e = fd(child.stderr);
+    if (o !== undefined && o >= 0) out.stdout = o;
+    if (e !== undefined && e >= 0) out.stderr = e;
+    return out;
+  }
+
   /** At gateway start: start the server, or adopt the one the PID file names. */
   async init(): Promise<void> {
     this.timer = setInterval(() => void this.tick(), this.o.pollInterval);

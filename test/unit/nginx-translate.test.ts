@@ -253,15 +253,20 @@ describe('translate: real IP, logs, user', () => {
     expect(warned(custom)).toEqual([expect.stringMatching(/^"access_log" format "main" differs/), expect.stringMatching(/^"access_log" parameter "buffer=32k" is ignored/)]);
   });
 
-  it('maps user and the main error_log level, warns about worker_processes and pid', () => {
+  it('maps user, pid and the main error_log level, warns about worker_processes', () => {
     const r = run('user deploy deploy;\nworker_processes auto;\npid /run/nginx.pid;\nerror_log /var/log/nginx/error.log notice;\nhttp { server { location / { proxy_pass http://unix:/a.sock:; } } }');
-    expect(r.config).toMatchObject({ user: 'deploy', logLevel: 'info' });
+    expect(r.config).toMatchObject({ user: 'deploy', logLevel: 'info', gatewayPidFile: '/run/nginx.pid' });
     expect(r.warnings.map((w) => [w.directive, w.code])).toEqual([
       ['user', 'GW_WARN_NGINX_DIFFERS'],
       ['worker_processes', 'GW_WARN_NGINX_IGNORED'],
-      ['pid', 'GW_WARN_NGINX_IGNORED'],
       ['error_log', 'GW_WARN_NGINX_DIFFERS'],
     ]);
+  });
+
+  it('leaves a relative pid path out, with a warning (nginx resolves it against its -p prefix)', () => {
+    const r = run('pid nginx.pid;\nhttp { server { location / { proxy_pass http://unix:/a.sock:; } } }');
+    expect(r.config.gatewayPidFile).toBeUndefined();
+    expect(r.warnings.map((w) => [w.directive, w.code, w.message])).toEqual([['pid', 'GW_WARN_NGINX_DIFFERS', expect.stringContaining('absolute') as string]]);
   });
 });
 
