@@ -145,6 +145,10 @@ export function readNginx(file: string, strict: boolean, say: (line: string) => 
       const l = matchLocation(r.locations, uri);
       return (l && adapted.get(l)) ?? own;
     },
+    named: (name) => {
+      const l = r.locations.find((x) => x.match === 'named' && x.pattern === name);
+      return l && adapted.get(l);
+    },
   };
   return { config: r.config, site };
 }

@@ -87,6 +87,12 @@ export function toGatewayError(err: unknown): GatewayError {
 }
 
 const REASONS: Record<number, string> = {
+  // nginx's status lines for the redirects it makes (return, rewrite, error_page URL).
+  301: 'Moved Permanently',
+  302: 'Moved Temporarily',
+  303: 'See Other',
+  307: 'Temporary Redirect',
+  308: 'Permanent Redirect',
   400: 'Bad Request',
   403: 'Forbidden',
   404: 'Not Found',

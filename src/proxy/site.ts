@@ -38,6 +38,8 @@ export interface Site {
   server: SiteLocation;
   /** nginx's location choice for a decoded URI; the server's settings when none matches. */
   match(uri: string): SiteLocation;
+  /** A named location (`@app`), reached by try_files' last entry as nginx's internal redirect. */
+  named?(name: string): SiteLocation | undefined;
 }
 
 /**

@@ -8,6 +8,7 @@
 import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, resolve, sep } from 'node:path';
+import { errorPage, reasonOf } from './errors.js';
 import { GzipWriter, gzipHeaders, gzipPlan, type GzipRule } from './gzip.js';
 
 export interface StaticLocation {
@@ -57,10 +58,11 @@ export function answerReturn(req: IncomingMessage, res: ServerResponse, ret: { s
     return path;
   });
   if (REDIRECTS.has(ret.status) && text != null) {
-    const body = `<html>\r\n<head><title>${ret.status}</title></head>\r\n<body>\r\n<center><h1>${ret.status}</h1></center>\r\n</body>\r\n</html>\r\n`;
-    res.writeHead(ret.status, { Location: text, 'Content-Type': 'text/html', 'Content-Length': Buffer.byteLength(body) });
+    // nginx's own page for the status, as for errors.
+    const body = errorPage(ret.status);
+    res.writeHead(ret.status, reasonOf(ret.status), { Location: text, 'Content-Type': 'text/html', 'Content-Length': body.length });
     res.end(req.method === 'HEAD' ? undefined : body);
-    return { served: req.method === 'HEAD' ? 0 : Buffer.byteLength(body), status: ret.status };
+    return { served: req.method === 'HEAD' ? 0 : body.length, status: ret.status };
   }
   if (text == null) return { error: ret.status };
   res.writeHead(ret.status, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(text) });
@@ -105,6 +107,23 @@ async function findFile(root: string, uri: string): Promise<{ path: string; stat
 }
 
 async function send(req: IncomingMessage, res: ServerResponse, loc: StaticLocation, path: string, stat: Stats): Promise<StaticOutcome> {
+  let file = path;
+  let gzipped = false;
+  if (loc.gzipStatic && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
+    try {
+      const gz = await fsp.stat(`${path}.gz`);
+      if (gz.isFile()) {
+        // As nginx's gzip_static: the validators are the .gz file's, so the two encodings never
+        // share a strong ETag (RFC 9110 8.8.3).
+        file = `${path}.gz`;
+        stat = gz;
+        gzipped = true;
+      }
+    } catch {
+      // no precompressed file: the plain one
+    }
+  }
+  const size = stat.size;
   // nginx's ETag: hex mtime (seconds) and hex size.
   const etag = `"${Math.floor(stat.mtimeMs / 1000).toString(16)}-${stat.size.toString(16)}"`;
   const headers: Record<string, string | number> = {
@@ -113,33 +132,29 @@ async function send(req: IncomingMessage, res: ServerResponse, loc: StaticLocati
     ETag: etag,
   };
   Object.assign(headers, expiresHeaders(loc.expires));
-  for (const h of loc.headers) headers[h.name] = h.value;
+  // nginx's add_header adds a field (`add_header Cache-Control public` after `expires max` sends
+  // both); only Last-Modified and ETag are replaced.
+  const added: string[] = [];
+  for (const h of loc.headers) {
+    const name = h.name.toLowerCase();
+    if (name === 'last-modified') headers['Last-Modified'] = h.value;
+    else if (name === 'etag') headers.ETag = h.value;
+    else added.push(h.name, h.value);
+  }
   const since = req.headers['if-modified-since'];
-  if (req.headers['if-none-match'] === etag || (since !== undefined && Date.parse(since) >= Math.floor(stat.mtimeMs / 1000) * 1000)) {
-    res.writeHead(304, headers);
+  if (req.headers['if-none-match'] === headers.ETag || (since !== undefined && Date.parse(since) >= Math.floor(stat.mtimeMs / 1000) * 1000)) {
+    // nginx's not_modified filter: no representation metadata on a 304 (RFC 9110 15.4.5).
+    delete headers['Content-Type'];
+    res.writeHead(304, [...Object.entries(headers).flatMap(([k, v]) => [k, String(v)]), ...added]);
     res.end();
     return { served: 0, status: 304 };
   }
-  let file = path;
-  let size = stat.size;
-  if (loc.gzipStatic) {
-    headers.Vary = 'Accept-Encoding';
-    if (/\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
-      try {
-        const gz = await fsp.stat(`${path}.gz`);
-        if (gz.isFile()) {
-          file = `${path}.gz`;
-          size = gz.size;
-          headers['Content-Encoding'] = 'gzip';
-        }
-      } catch {
-        // no precompressed file: the plain one
-      }
-    }
-  }
+  if (loc.gzipStatic) headers.Vary = 'Accept-Encoding';
+  if (gzipped) headers['Content-Encoding'] = 'gzip';
   headers['Content-Length'] = size;
   const plan = loc.gzip ? gzipPlan(loc.gzip, req, 200, (name) => lookup(headers, name)) : 'none';
-  const flat = plan === 'none' ? Object.entries(headers).flatMap(([k, v]) => [k, String(v)]) : gzipHeaders(Object.entries(headers).flatMap(([k, v]) => [k, String(v)]), plan, loc.gzip as GzipRule);
+  const fields = [...Object.entries(headers).flatMap(([k, v]) => [k, String(v)]), ...added];
+  const flat = plan === 'none' ? fields : gzipHeaders(fields, plan, loc.gzip as GzipRule);
   res.writeHead(200, flat);
   if (req.method === 'HEAD') {
     res.end();
