@@ -277,6 +277,10 @@ export class ProxyServer implements ExchangeOwner {
       (out) => {
         if (out === 'proxy') {
           this.active--;
+          // try_files' `@app` is nginx's internal redirect: the named location's proxy_set_header,
+          // gzip and error pages apply from here on, not those of the location that tried the files.
+          const fallback = loc.tryFiles?.[loc.tryFiles.length - 1];
+          if (fallback?.startsWith('@')) (req as LocatedRequest)[kLocation] = site.named?.(fallback) ?? loc;
           this.forward(req, res, started, target);
         } else if ('error' in out) {
           const a = res.headersSent ? { status: out.error, bytes: 0 } : this.errorAnswer(req, res, out.error, !req.complete);
