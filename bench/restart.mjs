@@ -101,7 +101,7 @@ const CONTENDERS = [
     },
     // Holding is on by default; --hold-timeout spelled out so the figure is not a surprise.
     start: ({ port, sock }) => start('gateway', node, [
-      GATEWAY_CLI, 'run', '--listen', `127.0.0.1:${port}`, '--upstream', sock,
+      GATEWAY_CLI, 'run', '--workers', '0', '--listen', `127.0.0.1:${port}`, '--upstream', sock,
       '--admin', 'null', '--control', 'null', '--pid-file', 'null', '--access-log', 'off', '--hold-timeout', '30s',
     ], { cpu: 0 }),
   },

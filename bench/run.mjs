@@ -73,7 +73,7 @@ const CONTENDERS = [
       if (!fs.existsSync(GATEWAY_CLI)) return `${path.relative(ROOT, GATEWAY_CLI)} not found (build failed or gateway not written yet)`;
     },
     start: ({ port, sock }) => start('gateway', node, [
-      GATEWAY_CLI, 'run', '--listen', `127.0.0.1:${port}`, '--upstream', sock,
+      GATEWAY_CLI, 'run', '--workers', '0', '--listen', `127.0.0.1:${port}`, '--upstream', sock,
       '--admin', '127.0.0.1:0', '--access-log', 'off', '--control', 'null', '--pid-file', 'null',
     ], { cpu: 0 }),
   },

@@ -117,7 +117,16 @@ function worker() {
   });
   // Above the gateway's upstream idle timeout (4 s), as Puma's 20 s is.
   server.keepAliveTimeout = 20_000;
-  server.listen(socketPath, () => console.log(`demo-app: master ${process.ppid} worker ${process.pid} serving on unix:${socketPath}`));
+  server.listen(socketPath, () => {
+    // Connectable by the gateway's workers when they run as another user (--user), as Puma's
+    // `bind 'unix://...?umask=0000'` makes its socket for nginx's workers.
+    try {
+      fs.chmodSync(socketPath, 0o666);
+    } catch {
+      // the master may have replaced it already (USR2); the new one is chmodded by its worker
+    }
+    console.log(`demo-app: master ${process.ppid} worker ${process.pid} serving on unix:${socketPath}`);
+  });
   // The master asks a worker to leave with disconnect(): close idle keep-alive connections too.
   process.on('disconnect', () => server.closeIdleConnections());
   process.on('SIGTERM', () => {});

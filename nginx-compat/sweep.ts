@@ -18,7 +18,6 @@ const EVENTS: Reason = [I, 'the gateway is one process with no per-worker connec
 
 const REASONS: Readonly<Record<string, Reason>> = {
   server_tokens: [D, "the gateway adds no Server header and passes the app's unchanged; nginx always sends its own (\"nginx\" with server_tokens off) and hides the app's"],
-  worker_processes: [I, 'the gateway is one process; it forks no workers'],
   worker_rlimit_nofile: [I, 'raise the open-file limit in the service manager (LimitNOFILE=) instead'],
   daemon: [I, 'the gateway runs in the foreground, under a service manager'],
   worker_connections: EVENTS,

@@ -126,6 +126,14 @@ function mainLevel(report: Report, tree: Level, config: Record<string, unknown>)
     config.user = user.args[0];
     if (user.args[1] !== undefined) report.warn('GW_WARN_NGINX_DIFFERS', `"user" group "${user.args[1]}" is ignored: the gateway takes the user's own group`, user);
   }
+  // worker_processes: the gateway's worker processes, `auto` one per core as nginx's.
+  const wp = single(report, [tree], 'worker_processes');
+  if (wp) {
+    const v = wp.args[0] ?? '';
+    if (v === 'auto') config.workers = 'auto';
+    else if (/^\d+$/.test(v) && Number(v) >= 1) config.workers = Number(v);
+    else report.warn('GW_WARN_NGINX_DIFFERS', `"worker_processes ${v}" is not a number or auto; the gateway's default (auto) applies`, wp);
+  }
   // nginx's own PID file: logrotate's `kill -USR1 $(cat /run/nginx.pid)` reaches the gateway.
   const pid = single(report, [tree], 'pid');
   if (pid && pid.args[0] !== undefined && pid.args[0] !== 'off') {

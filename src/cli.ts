@@ -4,14 +4,16 @@
  * only place that exits the process.
  */
 import { readFileSync } from 'node:fs';
-import { loadRaw, parseFlags } from './config/load.js';
 import { CONFIG_KEYS, SCHEMA, flagOf } from './config/schema.js';
-import { formatProblem, validateConfig, type Problem } from './config/validate.js';
+import { formatProblem, validateConfig } from './config/validate.js';
+import { configFrom } from './config/resolve.js';
 import { Gateway } from './gateway.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { sendCommand } from './control/client.js';
-import { readNginx, type NginxSite } from './nginx-site.js';
+import { readNginx } from './nginx-site.js';
 import { takeInherited } from './upgrade.js';
+import { runWorker } from './worker-main.js';
+import { WORKER_ENV, type WorkerBoot } from './workers.js';
 
 function usage(): string {
   const lines = [
@@ -50,23 +52,6 @@ async function control(command: string, argv: string[]): Promise<number> {
 
 const toStderr = (line: string) => process.stderr.write(`gateway: ${line}\n`);
 
-/** The configuration from flags, --config and --nginx-config; nginx's own lines go to `say`. */
-function configFrom(argv: string[], say: (line: string) => void = toStderr): { config?: ReturnType<typeof validateConfig>['config']; problems: Problem[]; nginxFailed?: boolean; nginx: NginxSite } {
-  const args = parseFlags(argv);
-  let fromNginx: Record<string, unknown> = {};
-  let nginx: NginxSite = {};
-  if (args.nginxConfig !== undefined) {
-    const imported = readNginx(args.nginxConfig, args.strict === true, say);
-    if (!imported) return { problems: [], nginxFailed: true, nginx };
-    const { config, ...rest } = imported;
-    fromNginx = config;
-    nginx = rest;
-  }
-  const loaded = loadRaw(args, fromNginx);
-  const res = validateConfig(loaded.raw);
-  return { config: res.config, problems: [...loaded.problems, ...res.problems], nginx };
-}
-
 /** `gateway nginx-import FILE [--strict]`: the equivalent gateway config as JSON, warnings on stderr. */
 function nginxImport(argv: string[]): number {
   const file = argv.find((a) => !a.startsWith('--'));
@@ -85,6 +70,12 @@ function nginxImport(argv: string[]): number {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // A worker process started by the primary (workers.ts): the proxy alone.
+  const worker = process.env[WORKER_ENV];
+  if (worker !== undefined && command === 'run') {
+    delete process.env[WORKER_ENV];
+    return runWorker(JSON.parse(worker) as WorkerBoot, rest);
+  }
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(usage());
     return command === undefined ? 2 : 0;
@@ -100,7 +91,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`gateway: unknown command "${command}"; use run, check, nginx-import, status, start, stop, restart, pause or resume\n${usage()}`);
     return 2;
   }
-  const { config, problems, nginxFailed, nginx } = configFrom(rest);
+  const { config, problems, nginxFailed, nginx } = configFrom(rest, toStderr);
   if (nginxFailed) return 2;
   if (problems.length > 0 || !config) {
     for (const p of problems) process.stderr.write(`gateway: config: ${formatProblem(p)}\n`);

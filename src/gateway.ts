@@ -1,6 +1,10 @@
 /**
  * The composition root: builds the proxy from the configuration, binds, drops privileges, and
  * stops. Later subsystems (the holding gate, the supervisor, metrics) meet here and only here.
+ *
+ * Two shapes: `workers: 0`, one process that proxies itself (and drops to --user entirely); or
+ * `workers: N`, this process as the primary (supervisor, control socket, admin listener, signals)
+ * with N worker processes that proxy (workers.ts, worker-main.ts), as nginx's master and workers.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, renameSync } from 'node:fs';
@@ -18,10 +22,22 @@ import { AdminServer } from './metrics/admin.js';
 import { socketAccepts } from './supervisor/app-process.js';
 import { oldbinPath, removePidFile, writePidFile } from './supervisor/pid-file.js';
 import { announceReady, startNewGateway, type Inherited } from './upgrade.js';
+import { bindListener, WorkerPool, type BoundListener, type GateView } from './workers.js';
+import { chownSync, closeSync, openSync } from 'node:fs';
+import type { GateControl } from './supervisor/supervisor.js';
+
+/** What the primary drives: its own proxy (workers: 0) or the worker processes. */
+interface ProxyGroup extends GateControl {
+  status(): Promise<GateView> | GateView;
+}
 
 export class Gateway {
   readonly accessLog: AccessLog;
-  readonly proxy: ProxyServer;
+  /** The proxy of this process (workers: 0); with workers, theirs. */
+  readonly proxy: ProxyServer | undefined;
+  private workers: WorkerPool | undefined;
+  private bound: BoundListener[] = [];
+  private readonly group: ProxyGroup;
   readonly control: ControlServer | undefined;
   readonly supervisor: Supervisor | undefined;
   readonly metrics: GatewayMetrics;
@@ -37,24 +53,49 @@ export class Gateway {
     /** Handed over by the gateway this one replaces (USR2, upgrade.ts). */
     private readonly inherited?: Inherited,
   ) {
-    this.accessLog = new AccessLog(config.accessLog, config.accessLogFormat);
-    const holdPage = config.holdPage === null ? undefined : readFileSync(config.holdPage);
     const owners = allowedOwners(config);
-    this.metrics = new GatewayMetrics({
-      gate: () => {
-        const g = this.proxy.gate;
-        return { depth: g.depth, bytes: g.heldBytes, paused: g.paused, upstreamUp: g.upstreamUp, stats: g.stats };
-      },
-      pool: () => this.proxy.poolStats,
-      connections: () => this.proxy.connections,
-      websockets: () => this.proxy.websocketSessions,
-      supervisor: () => this.supervisor?.metricsSnapshot() ?? { up: false, startTimeSeconds: 0, rssBytes: 0, cpuSeconds: 0, processes: 0, restarts: {}, checkFailures: {}, flapping: false, lastRestartSeconds: 0 },
-    });
-    this.proxy = new ProxyServer(config, log.child({ component: 'proxy' }), this.accessLog, { holdPage, socketOwners: owners, metrics: this.metrics, ...nginx });
+    const supervisor = () => this.supervisor?.metricsSnapshot() ?? { up: false, startTimeSeconds: 0, rssBytes: 0, cpuSeconds: 0, processes: 0, restarts: {}, checkFailures: {}, flapping: false, lastRestartSeconds: 0 };
+    if (config.workers > 0) {
+      // The workers write the access log; the primary only makes sure they can (start()).
+      this.accessLog = new AccessLog('off', config.accessLogFormat);
+      this.metrics = new GatewayMetrics({ supervisor });
+      this.metrics.workerMetrics = () => this.workers?.metrics() ?? Promise.resolve([]);
+      const pool = () => this.workers as WorkerPool;
+      this.group = {
+        pause: (reason) => pool().pause(reason),
+        resume: (reason) => pool().resume(reason),
+        drain: (ms) => pool().drain(ms),
+        recyclePool: () => pool().recyclePool(),
+        upstreamUp: () => pool().upstreamUp(),
+        status: () => pool().status(),
+      };
+    } else {
+      this.accessLog = new AccessLog(config.accessLog, config.accessLogFormat);
+      const holdPage = config.holdPage === null ? undefined : readFileSync(config.holdPage);
+      this.metrics = new GatewayMetrics({
+        gate: () => {
+          const g = (this.proxy as ProxyServer).gate;
+          return { depth: g.depth, bytes: g.heldBytes, paused: g.paused, upstreamUp: g.upstreamUp, stats: g.stats };
+        },
+        pool: () => (this.proxy as ProxyServer).poolStats,
+        connections: () => (this.proxy as ProxyServer).connections,
+        websockets: () => (this.proxy as ProxyServer).websocketSessions,
+        supervisor,
+      });
+      const proxy = new ProxyServer(config, log.child({ component: 'proxy' }), this.accessLog, { holdPage, socketOwners: owners, metrics: this.metrics, ...nginx });
+      this.proxy = proxy;
+      this.group = {
+        pause: (reason) => proxy.gate.pause(reason),
+        resume: (reason) => proxy.gate.resume(reason),
+        drain: (ms) => proxy.drain(ms),
+        recyclePool: () => proxy.recyclePool(),
+        upstreamUp: () => proxy.gate.upstreamUpNow(),
+        status: () => ({ upstreamUp: proxy.gate.upstreamUp, paused: proxy.gate.paused, held: proxy.gate.depth, heldBytes: proxy.gate.heldBytes, stats: { ...proxy.gate.stats } }),
+      };
+    }
     if (config.admin !== null) this.admin = new AdminServer(this.metrics, () => socketAccepts(config.upstream), log.child({ component: 'admin' }));
     if (config.pidFile !== null) {
       const appUser = config.appUser === null ? undefined : lookupUser(config.appUser);
-      const proxy = this.proxy;
       this.supervisor = new Supervisor(
         {
           command: config.appCommand,
@@ -80,13 +121,7 @@ export class Gateway {
           },
           pollInterval: 500,
         },
-        {
-          pause: (reason) => proxy.gate.pause(reason),
-          resume: (reason) => proxy.gate.resume(reason),
-          drain: (ms) => proxy.drain(ms),
-          recyclePool: () => proxy.recyclePool(),
-          upstreamUp: () => proxy.gate.upstreamUpNow(),
-        },
+        this.group,
         log.child({ component: 'supervisor' }),
       );
     }
@@ -95,15 +130,11 @@ export class Gateway {
 
   /** What `gateway status|pause|resume|start|stop|restart` do. */
   private commands(): Map<string, CommandHandler> {
-    const gate = this.proxy.gate;
-    const status = () => ({
+    const status = async () => ({
       pid: process.pid,
       upstream: this.config.upstream,
-      upstreamUp: gate.upstreamUp,
-      paused: gate.paused,
-      held: gate.depth,
-      heldBytes: gate.heldBytes,
-      stats: { ...gate.stats },
+      ...(await this.group.status()),
+      workers: this.workers?.pids ?? null,
       app: this.supervisor?.status() ?? null,
     });
     const supervised = (): Supervisor => {
@@ -116,7 +147,7 @@ export class Gateway {
         'restart',
         async () => {
           const r = await supervised().restart('manual');
-          return { ...status(), restartedPid: r.pid, restartMs: Math.round(r.ms) };
+          return { ...(await status()), restartedPid: r.pid, restartMs: Math.round(r.ms) };
         },
       ],
       [
@@ -136,14 +167,14 @@ export class Gateway {
       [
         'pause',
         () => {
-          gate.pause('control');
+          this.group.pause('control');
           return status();
         },
       ],
       [
         'resume',
         () => {
-          gate.resume('control');
+          this.group.resume('control');
           return status();
         },
       ],
@@ -152,12 +183,14 @@ export class Gateway {
 
   async start(): Promise<AddressInfo[]> {
     await this.accessLog.ready();
-    this.addresses = await this.proxy.listen(this.inherited?.listen);
+    if (this.proxy) this.addresses = await this.proxy.listen(this.inherited?.listen);
+    else await this.startWorkers();
     if (this.admin && this.config.admin) this.adminAddress = await this.admin.listen(this.config.admin.host, this.config.admin.port, this.inherited?.admin);
     // Created before privileges are dropped, so it is owned by the user who started the gateway.
     await this.control?.listen();
     // After a USR2 from a gateway that had already dropped to --user, this one starts as that user.
-    if (this.config.user !== null && !(this.inherited && process.getuid?.() === lookupUser(this.config.user).uid)) dropPrivileges(this.config.user);
+    // With workers, only they drop: the primary keeps what managing the app server needs.
+    if (this.proxy && this.config.user !== null && !(this.inherited && process.getuid?.() === lookupUser(this.config.user).uid)) dropPrivileges(this.config.user);
     if (this.config.gatewayPidFile !== null) writePidFile(this.config.gatewayPidFile, process.pid);
     // After binding: requests that arrive while the app server starts are held, not refused.
     const listen = this.addresses.map((a) => `${a.address}:${a.port}`);
@@ -169,6 +202,35 @@ export class Gateway {
     this.log.info({ listen, admin, upstream: this.config.upstream, uid: process.getuid?.(), app: this.supervisor?.phase ?? null, upgradedFrom: this.inherited?.from }, 'gateway started');
     if (this.inherited) announceReady();
     return this.addresses;
+  }
+
+  /**
+   * workers ≥ 1: bind the listeners here (root may bind port 80) without accepting, make the access
+   * log writable by the workers' user (as nginx chowns its logs to its workers' user), then start
+   * the workers on the listening descriptors, as --user.
+   */
+  private async startWorkers(): Promise<void> {
+    const c = this.config;
+    try {
+      this.bound = c.listen.map((hp) => bindListener(hp.host, hp.port, this.inherited?.listen.find((l) => l.host === hp.host && l.port === hp.port)?.fd));
+    } catch (err) {
+      for (const b of this.bound) b.close();
+      throw bindError(err as NodeJS.ErrnoException & { address?: string; port?: number });
+    }
+    const user = c.user !== null && process.getuid?.() === 0 ? lookupUser(c.user) : undefined;
+    if (user) this.prepareAccessLog(user.uid);
+    this.workers = new WorkerPool({ count: c.workers, listeners: this.bound, uid: user?.uid, gid: user?.gid, shutdownTimeout: c.shutdownTimeout }, this.log.child({ component: 'workers' }));
+    await this.workers.start();
+    this.addresses = this.bound.map((b) => b.address);
+  }
+
+  /** The access log exists and belongs to the workers' user (they open it, and reopen it on USR1). */
+  private prepareAccessLog(uid: number): void {
+    const target = this.config.accessLog;
+    if (target === 'off' || target === '-') return;
+    const fd = openSync(target, 'a', 0o640);
+    closeSync(fd);
+    chownSync(target, uid, -1);
   }
 
   /** The app server's output pipes, handed over by the gateway that started it: logged as before. */
@@ -211,7 +273,8 @@ export class Gateway {
       await this.control?.close();
       // The app server's output pipes: of the server we started, or as we inherited them.
       const out = this.inherited?.appStdout !== undefined || this.inherited?.appStderr !== undefined ? { stdout: this.inherited.appStdout, stderr: this.inherited.appStderr } : (this.supervisor?.outputFds() ?? {});
-      await startNewGateway({ listen: this.proxy.listenerFds(), admin: this.admin?.fd, appStdout: out.stdout, appStderr: out.stderr }, this.log, 30_000);
+      const listen = this.proxy ? this.proxy.listenerFds() : this.bound.map((l) => ({ host: l.host, port: l.port, fd: l.fd }));
+      await startNewGateway({ listen, admin: this.admin?.fd, appStdout: out.stdout, appStderr: out.stderr }, this.log, 30_000);
       this.log.info('binary upgrade: the new gateway is ready; this one stops gracefully');
       return true;
     } catch (err) {
@@ -234,7 +297,11 @@ export class Gateway {
     await this.control?.close();
     await this.admin?.close();
     this.supervisor?.close();
-    await this.proxy.stop(graceful);
+    if (this.proxy) await this.proxy.stop(graceful);
+    if (this.workers) {
+      await this.workers.stop(graceful);
+      for (const b of this.bound) b.close();
+    }
     // An app server the gateway started is stopped with it (its output goes to our log, and the
     // next gateway starts its own); one it adopted is left running; after a USR2 the new gateway
     // has adopted it.
@@ -257,14 +324,31 @@ export class Gateway {
     for (const k of kept) effective[k] = this.config[k];
     const config = effective as unknown as GatewayConfig;
     const holdPage = config.holdPage === null ? undefined : readFileSync(config.holdPage);
-    await this.accessLog.retarget(config.accessLog, config.accessLogFormat);
-    this.proxy.reconfigure(config, { ...site, holdPage });
+    if (this.proxy) {
+      await this.accessLog.retarget(config.accessLog, config.accessLogFormat);
+      this.proxy.reconfigure(config, { ...site, holdPage });
+    } else {
+      const user = config.user !== null && process.getuid?.() === 0 ? lookupUser(config.user) : undefined;
+      if (user) this.prepareAccessLog(user.uid);
+      // Each worker reads the same files again (it cannot be handed functions); they are valid.
+      await this.workers?.reload();
+    }
     this.config = config;
     return { applied: changed.filter((k) => !kept.includes(k)), kept };
   }
 
   reopenLogs(): void {
     this.accessLog.reopen();
+    if (this.workers) {
+      // A file logrotate moved away is created again, for the workers' user, before they reopen.
+      const user = this.config.user !== null && process.getuid?.() === 0 ? lookupUser(this.config.user) : undefined;
+      try {
+        if (user) this.prepareAccessLog(user.uid);
+      } catch (err) {
+        this.log.error({ reason: (err as Error).message }, 'access log not prepared for the workers');
+      }
+      this.workers.reopenLogs();
+    }
     this.log.info('logs reopened');
   }
 }
@@ -283,7 +367,7 @@ export const RESTART_KEYS = [
  * Who may own the upstream socket, the PID file and the processes it names: upstreamOwner when
  * given; else the gateway's own user, root, the --user it drops to, and appUser.
  */
-function allowedOwners(config: GatewayConfig): number[] {
+export function allowedOwners(config: GatewayConfig): number[] {
   if (config.upstreamOwner !== null) {
     return [/^\d+$/.test(config.upstreamOwner) ? Number(config.upstreamOwner) : lookupUser(config.upstreamOwner).uid];
   }
@@ -303,6 +387,14 @@ export function lookupUser(user: string): { uid: number; gid: number } {
   }
   const [, , uid, gid] = entry.split(':');
   return { uid: Number(uid), gid: Number(gid) };
+}
+
+/** The one clear line ProxyServer.listen gives for a failed bind, for the primary's binds too. */
+function bindError(e: NodeJS.ErrnoException & { address?: string; port?: number }): Error {
+  const where = `${e.address ?? '?'}:${e.port ?? 0}`;
+  if (e.code === 'EACCES') return new Error(`cannot listen on ${where}: permission denied; ports below 1024 need root (then --user NAME drops privileges), or CAP_NET_BIND_SERVICE, or --listen on a port above 1023`);
+  if (e.code === 'EADDRINUSE') return new Error(`cannot listen on ${where}: address already in use; stop what listens there (ss -ltnp) or choose another --listen`);
+  return new Error(`cannot listen on ${where}: ${e.message}`);
 }
 
 export class PrivilegeError extends Error {

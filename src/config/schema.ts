@@ -4,7 +4,7 @@
  * front of Rails on these hosts (client_max_body_size 50m, keepalive_timeout 65, 60 s timeouts).
  */
 
-export type Kind = 'string' | 'path' | 'listen' | 'header' | 'hostport' | 'duration' | 'size' | 'count' | 'bool' | 'cidrs' | 'enum' | 'methods' | 'env' | 'ladder' | 'check';
+export type Kind = 'workers' | 'string' | 'path' | 'listen' | 'header' | 'hostport' | 'duration' | 'size' | 'count' | 'bool' | 'cidrs' | 'enum' | 'methods' | 'env' | 'ladder' | 'check';
 
 export interface KeySpec {
   kind: Kind;
@@ -20,6 +20,7 @@ export interface KeySpec {
 
 export const SCHEMA = {
   listen: { kind: 'listen', default: ['0.0.0.0:80'], repeatable: true, doc: 'Public listeners, HOST:PORT, [V6]:PORT or PORT; with the suffix ` proxy_protocol` ("0.0.0.0:80 proxy_protocol") a listener first reads the PROXY protocol header (v1 or v2) of a load balancer and closes connections without one. Repeat the flag for more.' },
+  workers: { kind: 'workers', default: 'auto', doc: "Worker processes that proxy (nginx's worker_processes): `auto` is one per core. The primary process binds the listeners, runs the supervisor, the control socket and the admin listener, and drives the workers; with `user`, only the workers drop to it. 0: one process does everything (and drops to `user` entirely)." },
   upstream: { kind: 'path', default: '/tmp/web_server.sock', doc: 'Unix socket of the app server.' },
   admin: { kind: 'hostport', default: '127.0.0.1:9145', nullable: true, doc: 'Admin listener for metrics and health checks, loopback by default; null turns it off. Validated now, served once the metrics work lands.' },
   accessLog: { kind: 'string', default: '-', doc: 'Access log file, `-` for stdout, `off` for none.' },
@@ -34,6 +35,9 @@ export const SCHEMA = {
   maxHeaderSize: { kind: 'size', default: '32k', doc: 'Largest request head (line and headers); more is answered 431.' },
   maxHeaderCount: { kind: 'count', default: 100, doc: 'Most request header fields; more is answered 431.' },
   underscoresInHeaders: { kind: 'bool', default: false, doc: "Accept header names with `_` (nginx's underscores_in_headers). Off: 400, since Rack maps X_Foo and X-Foo to the same key." },
+  maxConnections: { kind: 'count', default: 10000, doc: "Most client connections open at once in this process, on all listeners (nginx's worker_connections); one more is closed at accept, before any byte is read. Keep it below the open-file limit (ulimit -n) less the upstream connections." },
+  maxConnectionsPerClient: { kind: 'count', default: 256, nullable: true, doc: "Most connections open at once from one client address (the TCP peer, before any PROXY header is read; nginx's limit_conn on $binary_remote_addr); one more is closed at accept. null turns it off. Behind a load balancer that connects from few addresses, list its subnets in connectionLimitExempt." },
+  connectionLimitExempt: { kind: 'cidrs', default: [], repeatable: true, doc: 'Peers (CIDRs) not held to maxConnectionsPerClient, e.g. a load balancer\'s subnets; maxConnections still applies. Loopback and trustedProxies are not exempt unless listed here.' },
   clientHeaderTimeout: { kind: 'duration', default: '60s', doc: 'Time to receive the whole request head; then 408.' },
   clientBodyTimeout: { kind: 'duration', default: '60s', doc: 'Longest pause between two reads of the request body; then 408 (or the connection is closed).' },
   sendTimeout: { kind: 'duration', default: '60s', doc: 'Longest pause while the client does not read the response; then the connection is closed.' },
@@ -80,6 +84,8 @@ export const CONFIG_KEYS = Object.keys(SCHEMA) as ConfigKey[];
 /** The validated configuration, with units resolved: durations in ms, sizes in bytes. */
 export interface GatewayConfig {
   listen: { host: string; port: number; proxyProtocol: boolean }[];
+  /** Worker processes; 0: the primary proxies itself. */
+  workers: number;
   upstream: string;
   admin: { host: string; port: number } | null;
   accessLog: string;
@@ -94,6 +100,9 @@ export interface GatewayConfig {
   maxHeaderSize: number;
   maxHeaderCount: number;
   underscoresInHeaders: boolean;
+  maxConnections: number;
+  maxConnectionsPerClient: number | null;
+  connectionLimitExempt: string[];
   clientHeaderTimeout: number;
   clientBodyTimeout: number;
   sendTimeout: number;

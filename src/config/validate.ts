@@ -2,6 +2,7 @@
  * One pass over a raw configuration (file merged with flags): defaults applied, every problem
  * collected with its key, the value and the fix, unknown keys rejected; the result frozen.
  */
+import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
 import { parseHostPort, parseListener, type Listener } from './address.js';
 import { parseDuration, parseSize } from './units.js';
@@ -69,6 +70,12 @@ function convert(key: string, spec: KeySpec, value: unknown): Converted {
       if (value === 'on' || value === 'true') return { value: true };
       if (value === 'off' || value === 'false') return { value: false };
       return { problem: { message: 'must be true or false', fix: 'write true, false, on or off' } };
+    case 'workers': {
+      if (value === 'auto') return { value: availableParallelism() };
+      const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 256) return { problem: { message: 'must be auto or a whole number from 0 to 256', fix: 'write auto (one per core), 0 (one process) or a number of worker processes' } };
+      return { value: n };
+    }
     case 'count': {
       const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
       if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) return { problem: { message: 'must be a whole number of at least 1', fix: `e.g. ${JSON.stringify(spec.default)}` } };

@@ -7,7 +7,7 @@
  * observations; everything the gate, the pool and the supervisor already count is read only when
  * Prometheus scrapes (collect callbacks), so holding and supervision add nothing per request.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type RegistryContentType } from 'prom-client';
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValue, type RegistryContentType } from 'prom-client';
 
 /** What the metrics read from the other subsystems at scrape time; plain data, no imports. */
 export interface Sources {
@@ -37,6 +37,9 @@ export interface Sources {
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 export const RESTART_REASONS = ['manual', 'memory', 'cpu', 'http', 'crash', 'flapping', 'age'] as const;
 export const CHECKS = ['memory', 'cpu', 'http'] as const;
+/** Why a client connection was closed at accept (server.ts). */
+export const REFUSAL_REASONS = ['max_connections', 'max_connections_per_client'] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 export const CONNECT_REASONS = ['missing', 'refused', 'backlog_full', 'foreign_socket', 'timeout', 'permission', 'other'] as const;
 
 /** 1 ms to 60 s, as the observability issue asks. */
@@ -52,6 +55,7 @@ export class GatewayMetrics {
   private readonly requestBytes: Counter;
   private readonly responseBytes: Counter;
   private readonly accepted: Counter;
+  private readonly refused: Counter<'reason'>;
   private readonly wsTotal: Counter;
   private readonly connectErrors: Counter<'reason'>;
 
@@ -66,6 +70,8 @@ export class GatewayMetrics {
     this.requestBytes = new Counter({ name: 'gateway_http_request_body_bytes_total', help: 'Request body bytes announced by clients (Content-Length)', registers });
     this.responseBytes = new Counter({ name: 'gateway_http_response_body_bytes_total', help: 'Response body bytes sent to clients', registers });
     this.accepted = new Counter({ name: 'gateway_http_connections_accepted_total', help: 'Client connections accepted', registers });
+    this.refused = new Counter({ name: 'gateway_http_connections_refused_total', help: 'Client connections closed at accept, before any byte was read: maxConnections or maxConnectionsPerClient reached', labelNames: ['reason'], registers });
+    for (const r of REFUSAL_REASONS) this.refused.labels(r).inc(0);
     gauge('gateway_http_connections_open', 'Client connections open now', registers, sources.connections);
     this.wsTotal = new Counter({ name: 'gateway_websocket_sessions_total', help: 'WebSocket (and other Upgrade) sessions established', registers });
     gauge('gateway_websocket_sessions_open', 'WebSocket sessions open now', registers, sources.websockets);
@@ -92,8 +98,9 @@ export class GatewayMetrics {
     const gate = sources.gate;
     gauge('gateway_gate_held_requests', 'Requests held now', registers, () => gate?.().depth);
     gauge('gateway_gate_held_bytes', 'Bytes of held request data now', registers, () => gate?.().bytes);
-    gauge('gateway_gate_paused', '1 while the gate is paused on purpose', registers, () => (gate ? Number(gate().paused) : undefined));
-    gauge('gateway_gate_upstream_up', '0 while the app socket is known not to accept', registers, () => (gate ? Number(gate().upstreamUp) : undefined));
+    // With worker processes, each has its gate: paused if any is, up only if all see the app up.
+    gauge('gateway_gate_paused', '1 while the gate is paused on purpose', registers, () => (gate ? Number(gate().paused) : undefined), 'max');
+    gauge('gateway_gate_upstream_up', '0 while the app socket is known not to accept', registers, () => (gate ? Number(gate().upstreamUp) : undefined), 'min');
     const stat = (k: keyof ReturnType<NonNullable<Sources['gate']>>['stats']) => () => gate?.().stats[k];
     counter('gateway_gate_held_total', 'Requests that waited in the gate', registers, stat('held'));
     counter('gateway_gate_released_total', 'Held requests sent on when the app came back', registers, stat('released'));
@@ -156,6 +163,10 @@ export class GatewayMetrics {
     this.accepted.inc();
   }
 
+  connectionRefused(reason: RefusalReason): void {
+    this.refused.labels(reason).inc();
+  }
+
   websocket(): void {
     this.wsTotal.inc();
   }
@@ -177,8 +188,22 @@ export class GatewayMetrics {
     return run;
   }
 
+  /**
+   * In a primary with worker processes (workers.ts): their metrics, summed with this registry's
+   * (prom-client's AggregatorRegistry). The proxy's gauges come from the workers only, the
+   * supervisor's from the primary only.
+   */
+  workerMetrics: (() => Promise<MetricObjectWithValues<MetricValue<string>>[][]>) | undefined;
+
   private async renderNow(accept: string | undefined): Promise<{ contentType: string; body: string }> {
     const open = accept !== undefined && accept.includes('application/openmetrics-text');
+    if (this.workerMetrics) {
+      const own = (await this.registry.getMetricsAsJSON()).filter((m) => !PROXY_GAUGES.has(m.name));
+      const workers = (await this.workerMetrics()).map((list) => list.filter((m) => !m.name.startsWith('gateway_supervisor_')));
+      const merged = AggregatorRegistry.aggregate([own, ...workers]);
+      merged.setContentType(open ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE);
+      return { contentType: merged.contentType, body: await merged.metrics() };
+    }
     // prom-client 15 renames counters for OpenMetrics by stripping `_total` from the metric object
     // itself, for good: every later Prometheus scrape then lacked the suffix. Names are put back.
     const metrics = this.registry.getMetricsAsArray() as unknown as { name: string }[];
@@ -191,6 +216,9 @@ export class GatewayMetrics {
     }
   }
 }
+
+/** Gauges of the proxy's state: in a primary with workers they are the workers' alone. */
+const PROXY_GAUGES = new Set(['gateway_gate_held_requests', 'gateway_gate_held_bytes', 'gateway_gate_paused', 'gateway_gate_upstream_up', 'gateway_http_connections_open', 'gateway_websocket_sessions_open', 'gateway_upstream_pool_connections']);
 
 export function connectReason(code: string): (typeof CONNECT_REASONS)[number] {
   switch (code) {
@@ -212,11 +240,12 @@ export function connectReason(code: string): (typeof CONNECT_REASONS)[number] {
   }
 }
 
-function gauge(name: string, help: string, registers: Registry[], read: (() => number | undefined) | undefined): void {
+function gauge(name: string, help: string, registers: Registry[], read: (() => number | undefined) | undefined, aggregator?: 'max' | 'min'): void {
   new Gauge({
     name,
     help,
     registers,
+    ...(aggregator ? { aggregator } : {}),
     collect() {
       const v = read?.();
       if (v !== undefined) this.set(v);

@@ -26,7 +26,9 @@ export async function startGateway(args: string[], opts: SpawnOptions = {}): Pro
   const control = args.includes('--control') ? [] : ['--control', 'null'];
   // No supervisor unless a test asks for one: the default PID file is shared too.
   const pidFile = args.includes('--pid-file') ? [] : ['--pid-file', 'null'];
-  const full = ['run', '--listen', '127.0.0.1:0', '--admin', 'null', '--log-level', 'info', ...control, ...pidFile, ...args];
+  // One process unless a test asks for workers (test/integration/workers.test.ts does).
+  const workers = args.includes('--workers') ? [] : ['--workers', '0'];
+  const full = ['run', '--listen', '127.0.0.1:0', '--admin', 'null', '--log-level', 'info', ...control, ...pidFile, ...workers, ...args];
   const proc = spawn(process.execPath, [CLI, ...full], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
   let out = '';
   proc.stdout?.on('data', (c: Buffer) => (out += c.toString()));

@@ -107,7 +107,7 @@ describe.skipIf(!isRoot)('privileges', () => {
       }
     }
     const { uid, gid } = nobody();
-    const r = await runCli(['run', '--listen', '127.0.0.1:80', '--admin', 'null', '--control', 'null', '--pid-file', 'null', '--upstream', sock], { uid, gid });
+    const r = await runCli(['run', '--workers', '0', '--listen', '127.0.0.1:80', '--admin', 'null', '--control', 'null', '--pid-file', 'null', '--upstream', sock], { uid, gid });
     if (restoreSysctl !== undefined) {
       writeFileSync(UNPRIV_PORT_SYSCTL, restoreSysctl);
       restoreSysctl = undefined;
@@ -125,7 +125,7 @@ describe.skipIf(!isRoot)('privileges', () => {
   it('as root, --listen on a port below 1024 with --user nobody binds, runs as nobody and still forwards', async () => {
     const { uid, gid } = nobody();
     const port = await freePort(81, 99);
-    const proc: ChildProcess = spawn(process.execPath, [CLI, 'run', '--listen', `127.0.0.1:${port}`, '--admin', 'null', '--control', 'null', '--pid-file', 'null', '--upstream', sock, '--user', 'nobody', '--log-level', 'info'], {
+    const proc: ChildProcess = spawn(process.execPath, [CLI, 'run', '--workers', '0', '--listen', `127.0.0.1:${port}`, '--admin', 'null', '--control', 'null', '--pid-file', 'null', '--upstream', sock, '--user', 'nobody', '--log-level', 'info'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -173,7 +173,7 @@ describe.skipIf(!isRoot)('privileges', () => {
   });
 
   it('--user with an unknown user exits non-zero with one line naming the user', async () => {
-    const r = await runCli(['run', '--listen', '127.0.0.1:0', '--admin', 'null', '--control', 'null', '--pid-file', 'null', '--upstream', sock, '--user', 'gw-no-such-user']);
+    const r = await runCli(['run', '--workers', '0', '--listen', '127.0.0.1:0', '--admin', 'null', '--control', 'null', '--pid-file', 'null', '--upstream', sock, '--user', 'gw-no-such-user']);
     expect(r.code, r.stderr).not.toBe(0);
     const line = expectOneLine(r.stderr, r.stdout);
     expect(line).toContain('gw-no-such-user');
@@ -182,7 +182,7 @@ describe.skipIf(!isRoot)('privileges', () => {
 
   it('--user when not started as root exits non-zero with one line saying it needs root', async () => {
     const { uid, gid } = nobody();
-    const r = await runCli(['run', '--listen', '127.0.0.1:0', '--admin', 'null', '--control', 'null', '--pid-file', 'null', '--upstream', sock, '--user', 'nobody'], { uid, gid });
+    const r = await runCli(['run', '--workers', '0', '--listen', '127.0.0.1:0', '--admin', 'null', '--control', 'null', '--pid-file', 'null', '--upstream', sock, '--user', 'nobody'], { uid, gid });
     expect(r.code, r.stderr).not.toBe(0);
     const line = expectOneLine(r.stderr, r.stdout);
     expect(line).toContain('--user nobody');

@@ -111,7 +111,7 @@ describe('a server slow to bind', () => {
     const gateway = await starting;
     const before = await appStatus(control);
     const startsBefore = readEvents(f.events).filter((e) => e.what === 'start').length;
-    const second = await runCli(['run', '--listen', '127.0.0.1:0', '--admin', 'null', ...flags]);
+    const second = await runCli(['run', '--workers', '0', '--listen', '127.0.0.1:0', '--admin', 'null', ...flags]);
     expect(second.code).not.toBe(0);
     expect(second.code).not.toBeNull();
     const line = second.stderr.split('\n').find((l) => l.includes(control));

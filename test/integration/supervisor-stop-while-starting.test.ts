@@ -19,7 +19,7 @@ describe('stopping the gateway while the app server starts', () => {
   });
 
   it.each(['SIGINT', 'SIGTERM'] as const)('%s stops the booting app server too', async (signal) => {
-    const proc = spawn(process.execPath, [CLI, 'run', '--listen', '127.0.0.1:0', '--admin', 'null', '--control', 'null', '--access-log', 'off', '--upstream', f.sock, '--pid-file', f.pidFile, '--app-command', appCommand('slow-bind', f, ['--bind-delay', '5000']), '--app-stop-signals', 'TERM/2s,KILL/1s'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [CLI, 'run', '--workers', '0', '--listen', '127.0.0.1:0', '--admin', 'null', '--control', 'null', '--access-log', 'off', '--upstream', f.sock, '--pid-file', f.pidFile, '--app-command', appCommand('slow-bind', f, ['--bind-delay', '5000']), '--app-stop-signals', 'TERM/2s,KILL/1s'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     proc.stdout?.on('data', (c: Buffer) => (out += c.toString()));
     await waitUntil(() => readEvents(f.events).some((e) => e.what === 'start'), 10_000, 'the app to boot');

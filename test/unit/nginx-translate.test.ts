@@ -253,14 +253,14 @@ describe('translate: real IP, logs, user', () => {
     expect(warned(custom)).toEqual([expect.stringMatching(/^"access_log" format "main" differs/), expect.stringMatching(/^"access_log" parameter "buffer=32k" is ignored/)]);
   });
 
-  it('maps user, pid and the main error_log level, warns about worker_processes', () => {
+  it('maps user, worker_processes, pid and the main error_log level', () => {
     const r = run('user deploy deploy;\nworker_processes auto;\npid /run/nginx.pid;\nerror_log /var/log/nginx/error.log notice;\nhttp { server { location / { proxy_pass http://unix:/a.sock:; } } }');
-    expect(r.config).toMatchObject({ user: 'deploy', logLevel: 'info', gatewayPidFile: '/run/nginx.pid' });
+    expect(r.config).toMatchObject({ user: 'deploy', logLevel: 'info', gatewayPidFile: '/run/nginx.pid', workers: 'auto' });
     expect(r.warnings.map((w) => [w.directive, w.code])).toEqual([
       ['user', 'GW_WARN_NGINX_DIFFERS'],
-      ['worker_processes', 'GW_WARN_NGINX_IGNORED'],
       ['error_log', 'GW_WARN_NGINX_DIFFERS'],
     ]);
+    expect(run('worker_processes 4;\nhttp { server { location / { proxy_pass http://unix:/a.sock:; } } }').config.workers).toBe(4);
   });
 
   it('leaves a relative pid path out, with a warning (nginx resolves it against its -p prefix)', () => {
