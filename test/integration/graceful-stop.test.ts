@@ -113,8 +113,9 @@ describe.each(['SIGQUIT'] as const)('%s with a slow request in flight', (signal)
 
       const { code, at } = await exit;
       expect(code).toBe(0);
-      // The held keep-alive connection does not keep the process alive past the request.
-      expect(at - r.at).toBeLessThan(1000);
+      // The held keep-alive connection does not keep the process alive past the request (not for
+      // keepaliveTimeout, 65 s); the bound leaves room for a loaded CI machine's exit.
+      expect(at - r.at).toBeLessThan(3000);
       expect(gw.output()).toContain('graceful stop');
     } finally {
       agent.destroy();

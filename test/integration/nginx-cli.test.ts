@@ -28,7 +28,7 @@ describe('nginx.conf on the command line', () => {
     expect(r.code, r.stderr).toBe(0);
     const expected = JSON.parse(readFileSync(join(FIXTURES, 'cloud66/expected.json'), 'utf8')) as { config: Record<string, unknown> };
     expect(JSON.parse(r.stdout)).toEqual(expected.config);
-    expect(r.stderr).toMatch(/\[warn\] "worker_processes" is ignored: .* in .*nginx\.conf:5/);
+    expect(r.stderr).toMatch(/\[warn\] "worker_connections" is ignored: .* in .*nginx\.conf:10/);
   });
 
   it('check --nginx-config answers like nginx -t, for a good file and a broken one', async () => {

@@ -103,7 +103,8 @@ describe('a listener with proxy_protocol, the balancer trusted, realIpHeader pro
   });
 
   it('serves keep-alive requests after the header, each with the PROXY source', async () => {
-    const r = await rawRequest(proxied(balanced), ['PROXY TCP6 2001:db8::7 ::1 1 80\r\n' + get('/a'), get('/b'), last('/c')]);
+    // The last request closes the connection; the wait is only a bound for a loaded machine.
+    const r = await rawRequest(proxied(balanced), ['PROXY TCP6 2001:db8::7 ::1 1 80\r\n' + get('/a'), get('/b'), last('/c')], { waitMs: 10_000 });
     const all = responses(r.text);
     expect(all.map((x) => x.status)).toEqual([200, 200, 200]);
     expect(all.map((x) => x.seen?.['x-real-ip'])).toEqual(['2001:db8::7', '2001:db8::7', '2001:db8::7']);
