@@ -42,8 +42,11 @@ describe('--workers 2 with the supervisor', () => {
   const f = appFiles(tmp.dir);
   const control = join(tmp.dir, 'gw.ctl');
   const config = join(tmp.dir, 'gateway.json');
+  const gwPidFile = join(tmp.dir, 'gateway.pid');
   let gw: RunningGateway;
   let admin = '';
+  /** The primary now: ours, or the one a USR2 started. */
+  const primary = (): number => Number(readFileSync(gwPidFile, 'utf8').trim());
 
   beforeAll(async () => {
     writeFileSync(config, JSON.stringify({ clientMaxBodySize: '1m' }));
@@ -58,6 +61,7 @@ describe('--workers 2 with the supervisor', () => {
       '--app-command', appCommand('steady', f),
       '--app-restart', 'cold',
       '--app-stop-signals', 'QUIT/3s,KILL/1s',
+      '--gateway-pid-file', gwPidFile,
     ]);
     const m = /"admin":"([^"]+)","msg":"admin listener started"/.exec(await gw.waitForOutput('admin listener started', 10_000));
     admin = `http://${m?.[1] ?? ''}`;
@@ -66,7 +70,10 @@ describe('--workers 2 with the supervisor', () => {
 
   afterAll(async () => {
     await gw?.stop('SIGKILL');
+    if (existsSync(gwPidFile) && existsSync(`/proc/${primary()}`)) process.kill(primary(), 'SIGKILL');
     killGroups(readEvents(f.events).map((e) => e.pid), tmp.dir);
+    await sleep(200);
+    for (const line of processesMatching(tmp.dir)) process.kill(Number(line.split(' ')[0]), 'SIGKILL');
     tmp.cleanup();
   });
 
@@ -143,12 +150,37 @@ describe('--workers 2 with the supervisor', () => {
     expect(statuses).toEqual(Array(6).fill(413));
   });
 
+  it('USR2 under load: a new primary with its own workers takes the listener; no request fails', async () => {
+    // Back to a limit the load's 2 KB POSTs pass, for the old primary's workers too.
+    writeFileSync(config, JSON.stringify({ clientMaxBodySize: '1m' }));
+    const from = gw.output().length;
+    gw.proc.kill('SIGHUP');
+    await waitUntil(() => gw.output().slice(from).includes('configuration reloaded'), 10_000, 'the reload');
+    const old = primary();
+    const oldWorkers = await workerPids(control);
+    const load = new Load(gw.url, { loops: 6, pauseMs: 2, tag: 'usr2' });
+    await sleep(300);
+    gw.proc.kill('SIGUSR2');
+    expect(await gw.exited).toBe(0);
+    await sleep(300);
+    const outcomes = await load.stop();
+    expect(failures(outcomes)).toEqual([]);
+    expect(primary()).not.toBe(old);
+    const workers = await workerPids(control);
+    expect(workers).toHaveLength(2);
+    expect(workers.some((w) => oldWorkers.includes(w))).toBe(false);
+    expect(childrenOf(primary())).toEqual(expect.arrayContaining(workers));
+    await waitUntil(() => oldWorkers.every((p) => !existsSync(`/proc/${p}`)), 10_000, 'the old workers to exit');
+    expect((await appStatus(control)).phase).toBe('running');
+  });
+
   it('QUIT stops the workers and the app server, and leaves no process', async () => {
     const pids = await workerPids(control);
-    gw.proc.kill('SIGQUIT');
-    expect(await gw.exited).toBe(0);
-    await waitUntil(() => pids.every((p) => !existsSync(`/proc/${p}`)), 10_000, 'the workers to exit');
-    expect(processesMatching(tmp.dir)).toEqual([]);
+    const pid = primary();
+    process.kill(pid, 'SIGQUIT');
+    await waitUntil(() => !existsSync(`/proc/${pid}`) && pids.every((p) => !existsSync(`/proc/${p}`)), 15_000, 'the primary and its workers to exit');
+    await waitUntil(() => processesMatching(tmp.dir).length === 0, 10_000, 'the app server to stop');
+    expect(existsSync(gwPidFile)).toBe(false);
   });
 });
 
