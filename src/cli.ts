@@ -118,9 +118,12 @@ async function main(argv: string[]): Promise<number> {
   let stopping = false;
   let settle: (code: number) => void = () => undefined;
   const done = new Promise<number>((resolve) => (settle = resolve));
+  let cutting = false;
   const stop = (graceful: boolean, signal: string) => {
-    if (stopping && graceful) return;
+    // A fast stop may cut short a graceful one, once; nothing else starts a second stop.
+    if ((stopping && graceful) || cutting) return;
     stopping = true;
+    cutting = !graceful;
     log.info({ signal }, graceful ? 'graceful stop' : 'fast stop');
     gateway.stop(graceful).then(
       () => settle(0),
