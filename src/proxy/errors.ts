@@ -22,6 +22,7 @@ export const CODES = {
   GW_ERR_BODY_TOO_LARGE: { status: 413, source: 'downstream', retryable: false, message: 'request body too large' },
   GW_ERR_HEADERS_TOO_LARGE: { status: 431, source: 'downstream', retryable: false, message: 'request header fields too large' },
   GW_ERR_VERSION: { status: 505, source: 'downstream', retryable: false, message: 'HTTP version not supported' },
+  GW_ERR_NOT_IMPLEMENTED: { status: 501, source: 'downstream', retryable: false, message: 'transfer coding not supported' },
   GW_ERR_INTERNAL: { status: 500, source: 'internal', retryable: false, message: 'internal error' },
 } as const satisfies Record<string, { status: number; source: Source; retryable: boolean; message: string }>;
 
@@ -103,6 +104,7 @@ const REASONS: Record<number, string> = {
   431: 'Request Header Fields Too Large',
   499: 'Client Closed Request',
   500: 'Internal Server Error',
+  501: 'Not Implemented',
   502: 'Bad Gateway',
   503: 'Service Temporarily Unavailable',
   504: 'Gateway Time-out',

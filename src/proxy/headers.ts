@@ -43,9 +43,19 @@ export function checkRequest(req: IncomingMessage, limits: RequestLimits): Gatew
     }
   }
   if (hosts > 1) return new GatewayError('GW_ERR_BAD_REQUEST', 'duplicate Host');
+  // Asterisk-form (`OPTIONS *`, RFC 9112 3.2.4) cannot be sent on by undici (a 500 before); nginx
+  // refuses it with 400 too. Found by the adversarial suite.
+  if (req.url === '*') return new GatewayError('GW_ERR_BAD_REQUEST', 'asterisk-form request target');
   if (req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined) {
     // RFC 9112 6.1: chunked is not defined for HTTP/1.0; a message with it is a smuggling vector.
     return new GatewayError('GW_ERR_BAD_REQUEST', 'Transfer-Encoding on HTTP/1.0');
+  }
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
+    // Node's parser refuses a coding list whose last is not chunked (RFC 9112 6.3: 400) but passes
+    // `gzip, chunked`: the gateway only removes the chunking, so the app would get gzip bytes with
+    // nothing saying so. RFC 9112 6.1 and nginx: 501 for a coding we do not understand.
+    return new GatewayError('GW_ERR_NOT_IMPLEMENTED', `Transfer-Encoding: ${te}`);
   }
   return undefined;
 }
@@ -230,6 +240,13 @@ export function upstreamHeaders(req: IncomingMessage, ctx: ForwardContext): Upst
       else if (lower === 'x-forwarded-proto') xfProto ??= v;
       else if (lower === 'x-forwarded-host') xfHost ??= v;
       else if (lower === 'forwarded') forwarded = forwarded === undefined ? v : `${forwarded}, ${v}`;
+      continue;
+    }
+    if (lower === 'host') {
+      // Never a connection option (RFC 9112 3.2: HTTP/1.1 requires it; `Connection: Host` made the
+      // app see undici's `localhost`), and an absolute-form target's authority replaces it
+      // (RFC 9112 3.2.2; server.ts sets it in req.headers). Both found by the adversarial suite.
+      out.push(name, req.headers.host ?? (raw[i + 1] as string));
       continue;
     }
     if (drop.length > 0 && drop.includes(lower)) continue;

@@ -49,6 +49,9 @@ export function sendRawError(socket: Socket, status: number, extra?: Record<stri
 /** Node ends a `Connection: close` response with socket.destroySoon(); make that a lingering close. */
 function lingerOnClose(socket: Socket | null): void {
   if (!socket) return;
+  // Answered: a parser error in bytes already read (server.ts onClientError) must not write a
+  // second response after this one (a 501 was followed by a 400; adversarial suite).
+  (socket as Socket & { answered?: boolean }).answered = true;
   (socket as Socket & { destroySoon: () => void }).destroySoon = () => {
     linger(socket);
     socket.end();
