@@ -74,6 +74,7 @@ export function toGatewayError(err: unknown): GatewayError {
     case 'HPE_INVALID_CONSTANT':
     case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
     case 'UND_ERR_INFO':
+    case 'UND_ERR_HEADERS_OVERFLOW': // a head over undici's limit (nginx "upstream sent too big header"); was a 500
       return new GatewayError('GW_ERR_UPSTREAM_BAD_RESPONSE', undefined, { cause: err });
     case 'UND_ERR_ABORTED':
       return new GatewayError('GW_ERR_CLIENT_ABORTED', undefined, { cause: err });
