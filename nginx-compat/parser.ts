@@ -11,12 +11,20 @@
  *
  * nginx has no include-cycle guard (a cycle ends when it runs out of file descriptors); we stop at the
  * first file that includes one of the files it is being included from.
+ *
+ * Blocks nest at most MAX_DEPTH deep, includes counted: the parser recurses per block, and a file of
+ * 5000 `a {` overflowed the stack with a RangeError instead of an error with a line (found by
+ * test/fuzz/nginx-parser.fuzz.test.ts). nginx needs no bound: only known block directives recurse
+ * there, and they nest a few levels (http, server, location, if).
  */
 import { readFileSync, realpathSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { NginxConfigError } from './errors.js';
 import { expandGlob, hasGlob } from './glob.js';
 import { endLine, lex, type Token } from './lexer.js';
+
+/** Real configs nest under 10 levels (http, server, location, nested location, if). */
+export const MAX_DEPTH = 100;
 
 export interface Directive {
   directive: string;
@@ -57,7 +65,7 @@ export function parseConfig(path: string, options: ParseOptions = {}): ParseResu
 
 /** Parse `text` as if it were the file `file` (includes are read from disk). */
 export function parseText(text: string, file: string, options: ParseOptions = {}): ParseResult {
-  const state: State = { prefix: options.prefix ?? dirname(resolve(file)), files: [file], includes: [], stack: [realOrSelf(file)] };
+  const state: State = { prefix: options.prefix ?? dirname(resolve(file)), files: [file], includes: [], stack: [realOrSelf(file)], depth: 0 };
   const tree = parseFile(text, file, state);
   return { tree, files: state.files, includes: state.includes };
 }
@@ -68,6 +76,8 @@ interface State {
   includes: Include[];
   /** Real paths of the files being parsed, outermost first: the cycle guard. */
   stack: string[];
+  /** Blocks open around the token being read, across includes. */
+  depth: number;
 }
 
 function parseFile(text: string, file: string, state: State): Directive[] {
@@ -103,7 +113,12 @@ function parseFile(text: string, file: string, state: State): Directive[] {
         out.push(...include(d, state));
         continue;
       }
-      if (t.kind === '{') d.block = block(true);
+      if (t.kind === '{') {
+        if (state.depth >= MAX_DEPTH) fail(`too many nested blocks (more than ${MAX_DEPTH})`, t.line);
+        state.depth++;
+        d.block = block(true);
+        state.depth--;
+      }
       out.push(d);
     }
     if (words.length > 0) fail('unexpected end of file, expecting ";" or "}"', eof);
