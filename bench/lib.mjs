@@ -1,6 +1,7 @@
-// Helpers shared by the benches (run.mjs: throughput, restart.mjs: restart under load):
-// process and temp-dir bookkeeping with cleanup on exit, failure and Ctrl-C; core pinning;
-// installing the peer binaries; free ports and "answers 200" polling; nginx and Caddy configs.
+// Helpers shared by the benches (run.mjs: throughput, restart.mjs: restart under load, bodies.mjs,
+// ws.mjs, memory.mjs): process and temp-dir bookkeeping with cleanup on exit, failure and Ctrl-C;
+// core pinning; installing the peer binaries; free ports and "answers 200" polling; nginx and Caddy
+// configs; running and parsing wrk; reading a process's RSS.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -33,9 +34,12 @@ export function mkTemp(prefix) {
 // Spawn in its own process group (detached) so a stop also reaches anything the
 // contender forks. Output is kept as a short tail for error messages; it must be
 // drained anyway or a chatty child would block on a full pipe.
-export function start(name, cmd, args, { env, cpu } = {}) {
+// `cpu`: a core or a taskset list ('0-1'); `nofile`: the child's open-file limit (prlimit execs the
+// command, as taskset does, so child.pid is the command's own PID either way).
+export function start(name, cmd, args, { env, cpu, nofile } = {}) {
   if (stopping) throw new Error('interrupted');
-  const full = cpu === undefined || !CAN_PIN ? [cmd, ...args] : ['taskset', '-c', String(cpu), cmd, ...args];
+  let full = cpu === undefined || !CAN_PIN ? [cmd, ...args] : ['taskset', '-c', String(cpu), cmd, ...args];
+  if (nofile) full = ['prlimit', `--nofile=${nofile}:${nofile}`, ...full];
   const child = spawn(full[0], full.slice(1), {
     cwd: ROOT,
     env: { ...process.env, ...env },
@@ -195,13 +199,17 @@ export async function waitFor200(target, child, what) {
 
 // ---------------------------------------------------------------- config files
 // nginx wants writable temp paths even when they are unused; keep them in its prefix.
-const nginxHead = (dir) => `
+// workers: with a number, nginx runs as users run it (a master and N worker processes); without,
+// one process does everything (master_process off), the single-core peer of `--workers 0`.
+// As root, a master's workers would run as `nobody` and could not reach the upstream socket in
+// its 0700 temp dir: keep them root (a bench, not a deployment).
+const nginxHead = (dir, workers, connections = 4096) => `${workers && process.getuid?.() === 0 ? 'user root;' : ''}
 daemon off;
-master_process off;
-worker_processes 1;
+master_process ${workers ? 'on' : 'off'};
+worker_processes ${workers ?? 1};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log error;
-events { worker_connections 4096; }
+events { worker_connections ${connections}; }
 http {
   access_log off;
   client_body_temp_path ${dir}/client_body;
@@ -217,8 +225,8 @@ export function writeConf(dir, name, text) {
   return file;
 }
 
-export function startNginx(name, dir, httpBody, cpu) {
-  const conf = writeConf(dir, 'nginx.conf', `${nginxHead(dir)}${httpBody}\n}\n`);
+export function startNginx(name, dir, httpBody, cpu, { workers, connections } = {}) {
+  const conf = writeConf(dir, 'nginx.conf', `${nginxHead(dir, workers, connections)}${httpBody}\n}\n`);
   // -e: otherwise nginx first opens the packaged /var/log/nginx/error.log.
   return start(name, 'nginx', ['-p', dir, '-e', `${dir}/error.log`, '-c', conf], { cpu });
 }
@@ -278,3 +286,55 @@ export function nginxProxyServer(port, sock) {
     }
   }`;
 }
+
+// ---------------------------------------------------------------- wrk
+const UNIT_MS = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const toMs = (text) => {
+  const m = /^([\d.]+)(us|ms|s|m|h)$/.exec(text);
+  return m ? Number(m[1]) * UNIT_MS[m[2]] : NaN;
+};
+const UNIT_BYTES = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+
+export function parseWrk(out) {
+  const pct = (p) => {
+    const m = new RegExp(`^\\s*${p}%\\s+(\\S+)`, 'm').exec(out.split('Latency Distribution')[1] ?? '');
+    return m ? toMs(m[1]) : NaN;
+  };
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const t = /Transfer\/sec:\s+([\d.]+)(B|KB|MB|GB|TB)/.exec(out);
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const socketErrors = se ? se.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
+  return { rps, p50: pct(50), p99: pct(99), bytesPerSec: t ? Number(t[1]) * UNIT_BYTES[t[2]] : NaN, requests, non2xx, socketErrors };
+}
+
+// wrk -t1 on core 1 (with the upstream) unless told otherwise; `script` is a Lua file (-s).
+export async function wrk(url, { seconds, connections, latency = true, script, cpu = 1, timeout } = {}) {
+  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, ...(latency ? ['--latency'] : []),
+    ...(timeout ? ['--timeout', `${timeout}s`] : []), ...(script ? ['-s', script] : []), url];
+  const child = start('wrk', 'wrk', args, { cpu });
+  let out = '';
+  child.stdout.on('data', (c) => { out += c; });
+  await child.exited;
+  if (child.exitInfo !== 'code 0') throw new Error(`wrk failed (${child.exitInfo}): ${child.tail.trim()}`);
+  return out;
+}
+
+export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+// ---------------------------------------------------------------- memory
+/** Resident set size of a process in bytes (VmRSS of /proc/PID/status), or NaN if it is gone. */
+export function rss(pid) {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+export const MB = 1024 * 1024;
+export const fmtMB = (bytes) => (Number.isFinite(bytes) ? `${(bytes / MB).toFixed(1)} MB` : '-');
+
+export const gitCommit = () => spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout?.trim() || null;

@@ -1,17 +1,22 @@
 // Throughput/latency bench: the gateway against peer proxies, all in front of one shared
-// upstream on a Unix socket. See bench/README.md for what is measured and why.
+// upstream on a Unix socket; optionally a sweep over worker counts (gateway and nginx); a
+// comparison with the previous recorded run. See bench/README.md for what is measured and why.
 //
-//   node bench/run.mjs [--only a,b] [--duration N] [--connections N] [--runs N]
+//   node bench/run.mjs [--only a,b] [--duration N] [--connections N] [--runs N] [--workers-sweep] [--record]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  BENCH, CAN_PIN, ROOT, checkMachine, children, ensureTools, freePort, mkTemp, node, printTable,
-  nginxProxyServer, runMain, start, startCaddy, startNginx, stop, waitFor200, writeConf, writeWorkJson,
+  BENCH, CAN_PIN, ROOT, checkMachine, children, ensureTools, freePort, gitCommit, median, mkTemp, node,
+  nginxProxyServer, parseWrk, printTable, runMain, start, startCaddy, startNginx, stop, waitFor200, wrk,
+  writeConf, writeWorkJson,
 } from './lib.mjs';
 
 // BENCH_GATEWAY lets you point the bench at another build (or a stand-in) of the CLI.
 const GATEWAY_CLI = path.resolve(ROOT, process.env.BENCH_GATEWAY || 'dist/src/cli.js');
+// The recorded run the next one is compared with (committed when figures are recorded).
+const RECORDED = path.join(BENCH, 'results/latest.json');
+const USAGE = 'usage: node bench/run.mjs [--only a,b] [--duration N] [--connections N] [--runs N] [--workers-sweep] [--record]';
 
 // ---------------------------------------------------------------- options
 function parseArgs(argv) {
@@ -20,6 +25,8 @@ function parseArgs(argv) {
     duration: Number(process.env.BENCH_DURATION || 10),
     connections: 50,
     runs: 1,
+    workersSweep: false,
+    record: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split('=', 2);
@@ -28,8 +35,10 @@ function parseArgs(argv) {
     else if (flag === '--duration') opts.duration = Number(value());
     else if (flag === '--connections') opts.connections = Number(value());
     else if (flag === '--runs') opts.runs = Number(value());
+    else if (flag === '--workers-sweep') opts.workersSweep = true;
+    else if (flag === '--record') opts.record = true;
     else if (flag === '--help' || flag === '-h') {
-      console.log('usage: node bench/run.mjs [--only a,b] [--duration N] [--connections N] [--runs N]');
+      console.log(USAGE);
       process.exit(0);
     } else throw new Error(`unknown argument ${argv[i]}`);
   }
@@ -58,6 +67,34 @@ async function startUpstream(port) {
 }
 
 // ---------------------------------------------------------------- contenders
+// The gateway as the bench runs it: no access log, no control socket, no supervisor.
+// workers 0 = one process doing everything (the 1-core row); N = a primary and N workers.
+const gatewayArgs = (port, sock, workers, extra = []) => [
+  GATEWAY_CLI, 'run', '--workers', String(workers), '--listen', `127.0.0.1:${port}`, '--upstream', sock,
+  '--admin', '127.0.0.1:0', '--access-log', 'off', '--control', 'null', '--pid-file', 'null', ...extra,
+];
+const checkGateway = () => {
+  if (!fs.existsSync(GATEWAY_CLI)) return `${path.relative(ROOT, GATEWAY_CLI)} not found (build failed or gateway not written yet)`;
+};
+// Sweep pinning: wrk and the upstream stay on core 1; one worker gets core 0 alone (as the main
+// table), two workers get both cores and share core 1 with wrk and the upstream (see README).
+const sweepCpu = (n) => (n === 1 ? 0 : `0-${n - 1}`);
+const sweepRows = [1, 2].flatMap((n) => [
+  {
+    name: `gateway-w${n}`,
+    sweep: n,
+    needs: [],
+    check: checkGateway,
+    start: ({ port, sock }) => start(`gateway-w${n}`, node, gatewayArgs(port, sock, n), { cpu: sweepCpu(n) }),
+  },
+  {
+    name: `nginx-w${n}`,
+    sweep: n,
+    needs: ['nginx'],
+    start: ({ port, sock }) => startNginx(`nginx-w${n}`, mkTemp('bench-nginx-'), nginxProxyServer(port, sock), sweepCpu(n), { workers: n }),
+  },
+]);
+
 // Each start() returns the child process; the harness then checks for a 200 on `port`.
 const CONTENDERS = [
   {
@@ -69,13 +106,16 @@ const CONTENDERS = [
   {
     name: 'gateway',
     needs: [],
-    check() {
-      if (!fs.existsSync(GATEWAY_CLI)) return `${path.relative(ROOT, GATEWAY_CLI)} not found (build failed or gateway not written yet)`;
-    },
-    start: ({ port, sock }) => start('gateway', node, [
-      GATEWAY_CLI, 'run', '--workers', '0', '--listen', `127.0.0.1:${port}`, '--upstream', sock,
-      '--admin', '127.0.0.1:0', '--access-log', 'off', '--control', 'null', '--pid-file', 'null',
-    ], { cpu: 0 }),
+    check: checkGateway,
+    start: ({ port, sock }) => start('gateway', node, gatewayArgs(port, sock, 0), { cpu: 0 }),
+  },
+  {
+    // Holding off (--hold-timeout 0): with nothing held, the difference to `gateway` is the
+    // gate's cost on every request (the issue bounds it at 2%).
+    name: 'gateway-nogate',
+    needs: [],
+    check: checkGateway,
+    start: ({ port, sock }) => start('gateway-nogate', node, gatewayArgs(port, sock, 0, ['--hold-timeout', '0']), { cpu: 0 }),
   },
   {
     name: 'nginx',
@@ -126,37 +166,11 @@ backend app
       path.join(BENCH, 'peers/undici-proxy.mjs'), '--listen', `127.0.0.1:${port}`, '--upstream', sock,
     ], { cpu: 0 }),
   },
+  ...sweepRows,
 ];
 
-// ---------------------------------------------------------------- wrk
-const UNIT_MS = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const toMs = (text) => {
-  const m = /^([\d.]+)(us|ms|s|m|h)$/.exec(text);
-  return m ? Number(m[1]) * UNIT_MS[m[2]] : NaN;
-};
-
-function parseWrk(out) {
-  const pct = (p) => {
-    const m = new RegExp(`^\\s*${p}%\\s+(\\S+)`, 'm').exec(out.split('Latency Distribution')[1] ?? '');
-    return m ? toMs(m[1]) : NaN;
-  };
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
-  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
-  const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  const socketErrors = se ? se.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
-  return { rps, p50: pct(50), p99: pct(99), non2xx, socketErrors };
-}
-
-async function wrk(url, seconds, connections, latency) {
-  const child = start('wrk', 'wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, ...(latency ? ['--latency'] : []), url], { cpu: 1 });
-  let out = '';
-  child.stdout.on('data', (c) => { out += c; });
-  await child.exited;
-  if (child.exitInfo !== 'code 0') throw new Error(`wrk failed (${child.exitInfo}): ${child.tail.trim()}`);
-  return out;
-}
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+// ---------------------------------------------------------------- measuring
+const load = (url, seconds, opts, latency) => wrk(url, { seconds, connections: opts.connections, latency });
 
 async function measure(c, opts, upstream, tcpPort) {
   let child = null;
@@ -168,11 +182,11 @@ async function measure(c, opts, upstream, tcpPort) {
       await waitFor200({ host: '127.0.0.1', port }, child, c.name);
     }
     const url = `http://127.0.0.1:${port}/`;
-    await wrk(url, 2, opts.connections, false); // warm-up: JIT, connection pools
+    await load(url, 2, opts, false); // warm-up: JIT, connection pools
     const runs = [];
     for (let i = 0; i < opts.runs; i++) {
       if (child && !children.has(child)) throw new Error(`${c.name} died under load (${child.exitInfo}):\n${child.tail.trim()}`);
-      runs.push(parseWrk(await wrk(url, opts.duration, opts.connections, true)));
+      runs.push(parseWrk(await load(url, opts.duration, opts, true)));
     }
     if (child && !children.has(child)) throw new Error(`${c.name} died under load (${child.exitInfo}):\n${child.tail.trim()}`);
     // With several runs, report the run with the median req/s (its own latencies with it).
@@ -186,40 +200,132 @@ async function measure(c, opts, upstream, tcpPort) {
 }
 
 // ---------------------------------------------------------------- report
-function report(results, opts) {
-  const gw = results.find((r) => r.name === 'gateway' && r.status === 'ok');
-  const nhp = results.find((r) => r.name === 'node-http-proxy' && r.status === 'ok');
-  for (const r of results) if (r.status === 'ok') r.ratio = gw ? r.rps / gw.rps : null;
+const fmt = (n, d = 0) => (n == null || !Number.isFinite(n) ? '-' : n.toFixed(d));
+const pct = (x) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%` : '-');
+const okRow = (results, name) => results.find((r) => r.name === name && r.status === 'ok');
 
-  const fmt = (n, d = 0) => (n == null || !Number.isFinite(n) ? '-' : n.toFixed(d));
-  const rows = [['contender', 'req/s', 'p50 ms', 'p99 ms', 'ratio']];
-  for (const r of results) {
-    if (r.status === 'ok') rows.push([r.name, fmt(r.rps), fmt(r.p50, 2), fmt(r.p99, 2), r.ratio == null ? 'n/a' : `${fmt(r.ratio, 2)}x`]);
-    else rows.push([r.name, r.status, '', '', '']);
-  }
-  console.log(`\nwrk -t1 -c${opts.connections} -d${opts.duration}s, ${opts.runs} run(s); ratio = contender req/s / gateway req/s`);
-  printTable(rows);
-  for (const r of results) {
+function printFailures(rows) {
+  for (const r of rows) {
     if (r.status !== 'ok') {
       // First line says what went wrong, the last line of the child's output usually why.
       const lines = r.reason.trim().split('\n');
       console.log(`  ${r.name} ${r.status}: ${lines[0]}${lines.length > 1 ? ` ... ${lines.at(-1)}` : ''}`);
-    }
-    else if (r.errors) console.log(`  warning: ${r.name} had ${r.errors} non-2xx responses or socket errors`);
+    } else if (r.errors) console.log(`  warning: ${r.name} had ${r.errors} non-2xx responses or socket errors`);
   }
-  const line = gw && nhp ? `${(gw.rps / nhp.rps).toFixed(2)}x` : 'n/a (needs both rows)';
-  console.log(`\ngateway / node-http-proxy = ${line}`);
+}
 
-  const file = writeWorkJson('last.json', {
+// The performance issue's one-worker targets, each a ratio of two rows of this run.
+const TARGETS = [
+  ['undici', 1.3], ['caddy', 1.3], ['node-http-proxy', 1.6], ['nginx', 0.5],
+];
+
+function reportMain(results, opts) {
+  const main = results.filter((r) => !r.sweep);
+  if (main.length === 0) return;
+  const gw = okRow(main, 'gateway');
+  for (const r of main) if (r.status === 'ok') r.ratio = gw ? r.rps / gw.rps : null;
+  const rows = [['contender', 'req/s', 'p50 ms', 'p99 ms', 'ratio']];
+  for (const r of main) {
+    if (r.status === 'ok') rows.push([r.name, fmt(r.rps), fmt(r.p50, 2), fmt(r.p99, 2), r.ratio == null ? 'n/a' : `${fmt(r.ratio, 2)}x`]);
+    else rows.push([r.name, r.status, '', '', '']);
+  }
+  console.log(`\nwrk -t1 -c${opts.connections} -d${opts.duration}s, ${opts.runs} run(s); one core each; ratio = contender req/s / gateway req/s`);
+  printTable(rows);
+  printFailures(main);
+  if (!gw) return;
+
+  console.log('\ntargets (one worker, ratios within this run):');
+  for (const [peer, min] of TARGETS) {
+    const p = okRow(main, peer);
+    if (!p) { console.log(`  gateway / ${peer} = n/a (no ${peer} row)`); continue; }
+    const x = gw.rps / p.rps;
+    console.log(`  gateway / ${peer} = ${x.toFixed(2)}x  (target >= ${min}x: ${x >= min ? 'PASS' : 'FAIL'})`);
+  }
+  const ngx = okRow(main, 'nginx');
+  if (ngx) console.log(`  p99: gateway ${fmt(gw.p99, 2)} ms, nginx ${fmt(ngx.p99, 2)} ms`);
+  const nogate = okRow(main, 'gateway-nogate');
+  if (nogate) {
+    // The gate's cost with nothing held: how much slower the gateway is with holding on.
+    const cost = (nogate.rps - gw.rps) / nogate.rps;
+    console.log(`  gate cost (nothing held) = ${pct(cost)} (gateway ${fmt(gw.rps)} vs --hold-timeout 0 ${fmt(nogate.rps)} req/s; target < 2%: ${cost < 0.02 ? 'PASS' : 'FAIL'}; run-to-run noise is larger than 2%, use --runs)`);
+  }
+}
+
+function reportSweep(results) {
+  const sweep = results.filter((r) => r.sweep);
+  if (sweep.length === 0) return;
+  const counts = [...new Set(sweep.map((r) => r.sweep))].sort();
+  const rows = [['workers', 'gateway req/s', 'gateway p99 ms', 'nginx req/s', 'nginx p99 ms', 'gateway / nginx']];
+  for (const n of counts) {
+    const g = okRow(sweep, `gateway-w${n}`);
+    const x = okRow(sweep, `nginx-w${n}`);
+    rows.push([String(n), g ? fmt(g.rps) : 'failed', g ? fmt(g.p99, 2) : '', x ? fmt(x.rps) : 'failed', x ? fmt(x.p99, 2) : '', g && x ? `${(g.rps / x.rps).toFixed(2)}x` : '-']);
+  }
+  console.log('\nworkers sweep: gateway --workers N (a primary + N workers), nginx master + worker_processes N;');
+  console.log('N = 1 on core 0; N = 2 on both cores, sharing core 1 with wrk and the upstream (see README)');
+  printTable(rows);
+  printFailures(sweep);
+  const g1 = okRow(sweep, 'gateway-w1');
+  const g2 = okRow(sweep, 'gateway-w2');
+  const n1 = okRow(sweep, 'nginx-w1');
+  const n2 = okRow(sweep, 'nginx-w2');
+  if (g1 && g2) console.log(`  scaling 1 -> 2 workers: gateway ${(g2.rps / g1.rps).toFixed(2)}x${n1 && n2 ? `, nginx ${(n2.rps / n1.rps).toFixed(2)}x` : ''}`);
+}
+
+// Per contender, this run against the previous recorded one (bench/results/latest.json).
+function reportChange(results, previous) {
+  if (!previous) {
+    console.log(`\nno recorded run to compare with (${path.relative(ROOT, RECORDED)} is written by --record)`);
+    return;
+  }
+  const rows = [['contender', 'recorded req/s', 'now req/s', 'change', 'recorded p99', 'now p99']];
+  for (const r of results) {
+    const p = previous.results?.find((x) => x.name === r.name && x.status === 'ok');
+    if (r.status !== 'ok' || !p) continue;
+    rows.push([r.name, fmt(p.rps), fmt(r.rps), pct(r.rps / p.rps - 1), fmt(p.p99, 2), fmt(r.p99, 2)]);
+  }
+  console.log(`\nagainst the recorded run of ${previous.date?.slice(0, 10) ?? '?'} (commit ${previous.commit ?? '?'}, load ${fmt(previous.loadAverageAtStart, 2)} at start):`);
+  if (rows.length === 1) { console.log('  no contender in common'); return; }
+  printTable(rows);
+  // A ratio within one run moves less with the machine than a raw req/s: show the gateway/nginx one too.
+  const ratio = (res) => {
+    const g = res.find((x) => x.name === 'gateway' && x.status === 'ok');
+    const n = res.find((x) => x.name === 'nginx' && x.status === 'ok');
+    return g && n ? g.rps / n.rps : NaN;
+  };
+  const [was, now] = [ratio(previous.results ?? []), ratio(results)];
+  if (Number.isFinite(was) && Number.isFinite(now)) console.log(`  gateway / nginx: recorded ${was.toFixed(2)}x, now ${now.toFixed(2)}x`);
+  for (const name of ['gateway', 'gateway-w1', 'gateway-w2']) {
+    const r = okRow(results, name);
+    const p = previous.results?.find((x) => x.name === name && x.status === 'ok');
+    if (r && p && r.rps < 0.95 * p.rps) {
+      console.log(`  WARNING: ${name} req/s dropped ${pct(r.rps / p.rps - 1)} against the recorded run (more than 5%): a slowdown, or a busier machine (compare the load averages and the peers' change)`);
+    }
+  }
+}
+
+function report(results, opts, previous) {
+  reportMain(results, opts);
+  reportSweep(results);
+  reportChange(results, previous);
+
+  const data = {
     date: new Date().toISOString(),
+    commit: gitCommit(),
     node: process.version,
     cpus: os.cpus().length,
     pinned: CAN_PIN,
     loadAverageAtStart: opts.loadAverageAtStart,
+    loadAverageAtEnd: os.loadavg()[0],
     wrk: { threads: 1, connections: opts.connections, duration: opts.duration, runs: opts.runs },
     results,
-  });
-  console.log(`results written to ${file}`);
+  };
+  console.log(`results written to ${writeWorkJson('last.json', data)}`);
+  if (opts.record) {
+    fs.mkdirSync(path.dirname(RECORDED), { recursive: true });
+    fs.writeFileSync(RECORDED, `${JSON.stringify(data, null, 2)}\n`);
+    console.log(`recorded as ${path.relative(ROOT, RECORDED)} (commit it with RESULTS.md; the next run compares with it)`);
+  }
 }
 
 // ---------------------------------------------------------------- main
@@ -228,7 +334,10 @@ async function main() {
   const names = CONTENDERS.map((c) => c.name);
   const unknown = (opts.only ?? []).filter((n) => !names.includes(n));
   if (unknown.length) throw new Error(`unknown contender(s) ${unknown.join(', ')}; known: ${names.join(', ')}`);
-  const selected = CONTENDERS.filter((c) => !opts.only || opts.only.includes(c.name));
+  // Sweep rows run with --workers-sweep, or when named in --only.
+  const selected = CONTENDERS.filter((c) => (opts.only ? opts.only.includes(c.name) : !c.sweep || opts.workersSweep));
+  let previous = null;
+  try { previous = JSON.parse(fs.readFileSync(RECORDED, 'utf8')); } catch { /* none recorded yet */ }
 
   opts.loadAverageAtStart = checkMachine();
   // wrk and nginx (the upstream) are needed whatever is selected.
@@ -245,27 +354,28 @@ async function main() {
     const reason = c.needs.map((t) => missing[t]).find(Boolean);
     if (reason) {
       console.error(`${c.name}: skipped: ${reason}`);
-      results.push({ name: c.name, status: 'skipped', reason });
+      results.push({ name: c.name, status: 'skipped', reason, ...(c.sweep ? { sweep: c.sweep } : {}) });
       continue;
     }
     const broken = c.check?.();
     if (broken) {
       console.error(`${c.name}: FAILED: ${broken}`);
-      results.push({ name: c.name, status: 'failed', reason: broken });
+      results.push({ name: c.name, status: 'failed', reason: broken, ...(c.sweep ? { sweep: c.sweep } : {}) });
       continue;
     }
     console.error(`${c.name}: starting; warm-up 2 s, then ${opts.runs} x ${opts.duration} s ...`);
     try {
       const r = await measure(c, opts, upstream, tcpPort);
+      if (c.sweep) r.sweep = c.sweep;
       console.error(`${c.name}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms`);
       results.push(r);
     } catch (err) {
       console.error(`${c.name}: FAILED: ${err.message}`);
-      results.push({ name: c.name, status: 'failed', reason: err.message });
+      results.push({ name: c.name, status: 'failed', reason: err.message, ...(c.sweep ? { sweep: c.sweep } : {}) });
     }
     if (!children.has(upstream.child)) throw new Error(`upstream nginx died (${upstream.child.exitInfo}): ${upstream.child.tail}`);
   }
-  report(results, opts);
+  report(results, opts, previous);
   // A gateway that could not be measured is a failure of the bench, not a footnote.
   return results.some((r) => r.status === 'failed') ? 1 : 0;
 }
