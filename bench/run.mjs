@@ -312,6 +312,7 @@ function report(results, opts, previous) {
   const data = {
     date: new Date().toISOString(),
     commit: gitCommit(),
+    gateway: GATEWAY_CLI,
     node: process.version,
     cpus: os.cpus().length,
     pinned: CAN_PIN,

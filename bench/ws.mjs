@@ -103,7 +103,7 @@ async function main() {
   const unknown = (opts.only ?? []).filter((n) => !names.includes(n));
   if (unknown.length) throw new Error(`unknown contender(s) ${unknown.join(', ')}; known: ${names.join(', ')}`);
   const selected = CONTENDERS.filter((c) => !opts.only || opts.only.includes(c.name));
-  const meta = { date: new Date().toISOString(), commit: gitCommit(), node: process.version, cpus: os.cpus().length, pinned: CAN_PIN, loadAverageAtStart: checkMachine() };
+  const meta = { date: new Date().toISOString(), commit: gitCommit(), gateway: GATEWAY_CLI, node: process.version, cpus: os.cpus().length, pinned: CAN_PIN, loadAverageAtStart: checkMachine() };
   const missing = await ensureTools([...new Set(selected.flatMap((c) => c.needs))]);
 
   const dir = mkTemp('bench-ws-');
