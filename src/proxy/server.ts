@@ -12,11 +12,11 @@ import type { AccessLog } from './access-log.js';
 import { GatewayError } from './errors.js';
 import { createUpstreamPool, Exchange, type ExchangeOwner, type ExchangeResult, type UpstreamOptions } from './forward.js';
 import { DOWN_CODES, Gate, type Admission, type Waiter } from './gate.js';
-import { checkRequest, connectionClient, forwardContext, peerAddress, resolveClient, upstreamHeaders, type ForwardContext } from './headers.js';
+import { checkRequest, connectionClient, forwardContext, peerAddress, resolveClient, TrustedProxies, upstreamHeaders, type ForwardContext } from './headers.js';
 import { acceptProxyProtocol } from './proxy-protocol.js';
 import { sendError, sendRawError } from './respond.js';
 import { FOREIGN_SOCKET } from './socket-identity.js';
-import type { GatewayMetrics } from '../metrics/metrics.js';
+import type { GatewayMetrics, RefusalReason } from '../metrics/metrics.js';
 import { answerReturn, serveStatic } from './static.js';
 import { sendErrorPage, type Site, type SiteLocation } from './site.js';
 import { escapeUri, route } from './rewrite.js';
@@ -49,6 +49,12 @@ export class ProxyServer implements ExchangeOwner {
   private upstreamOptions: UpstreamOptions;
   private drainWaiters: (() => void)[] = [];
   private lastForeignLog = 0;
+  /** Connections open per peer address, while maxConnectionsPerClient is set. */
+  private readonly perClient = new Map<string, number>();
+  /** Peers not held to maxConnectionsPerClient (connectionLimitExempt). */
+  private exempt: TrustedProxies;
+  private lastRefusalLog = 0;
+  private refusedSinceLog = 0;
   private readonly servers: http.Server[] = [];
   private ctx: ForwardContext;
   private readonly upgrades: UpgradeProxy;
@@ -89,6 +95,7 @@ export class ProxyServer implements ExchangeOwner {
     };
     this.pool = createUpstreamPool(this.upstreamOptions);
     this.ctx = forwardContext(config);
+    this.exempt = new TrustedProxies(config.connectionLimitExempt);
     this.upgrades = new UpgradeProxy(config.upstream, log.child({ component: 'upgrade' }));
     this.gate = new Gate({
       socketPath: config.upstream,
@@ -171,15 +178,24 @@ export class ProxyServer implements ExchangeOwner {
     // A client that half-closes after its request still gets its answer (Node drops it otherwise).
     (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     server.timeout = 0;
+    // Admission at accept, ahead of Node's HTTP handling (and of the PROXY header reading): a
+    // connection over a limit is closed before any of its bytes is read or parsed.
+    const inner = server.listeners('connection') as ((socket: Socket) => void)[];
+    server.removeAllListeners('connection');
     server.on('connection', (socket: Socket) => {
+      const refused = this.overLimit(socket);
+      if (refused) return this.refuse(socket, refused);
       this.connections++;
       this.metrics?.connection();
       this.sockets.add(socket);
+      const client = this.countClient(socket);
       socket.once('close', () => {
         this.sockets.delete(socket);
         this.connections--;
+        if (client !== undefined) this.uncountClient(client);
         if (this.stopping) this.checkDrained();
       });
+      for (const l of inner) l.call(server, socket);
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.handle(req, res));
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.handleContinue(req, res));
@@ -190,6 +206,44 @@ export class ProxyServer implements ExchangeOwner {
       this.logRaw(socket, 405, sendRawError(socket, 405), `${req.method} ${req.url} HTTP/${req.httpVersion}`);
     });
     return server;
+  }
+
+  /** Why `socket` may not be served: a connection limit it would pass; undefined when it may. */
+  private overLimit(socket: Socket): RefusalReason | undefined {
+    if (this.connections >= this.config.maxConnections) return 'max_connections';
+    const per = this.config.maxConnectionsPerClient;
+    if (per !== null && (this.perClient.get(peerAddress(socket.remoteAddress)) ?? 0) >= per && !this.exempt.has(peerAddress(socket.remoteAddress))) return 'max_connections_per_client';
+    return undefined;
+  }
+
+  /** Counts an admitted connection under its peer address; returns the key to uncount, if counted. */
+  private countClient(socket: Socket): string | undefined {
+    if (this.config.maxConnectionsPerClient === null) return undefined;
+    const key = peerAddress(socket.remoteAddress);
+    this.perClient.set(key, (this.perClient.get(key) ?? 0) + 1);
+    return key;
+  }
+
+  private uncountClient(key: string): void {
+    const n = (this.perClient.get(key) ?? 1) - 1;
+    if (n <= 0) this.perClient.delete(key);
+    else this.perClient.set(key, n);
+  }
+
+  /**
+   * Closes a connection over a limit, as nginx does when worker_connections are not enough. Logged
+   * at most once a second, with how many were refused since the last line: a flood must not turn
+   * into a flood of log lines.
+   */
+  private refuse(socket: Socket, reason: RefusalReason): void {
+    socket.destroy();
+    this.metrics?.connectionRefused(reason);
+    this.refusedSinceLog++;
+    const now = Date.now();
+    if (now - this.lastRefusalLog < 1000) return;
+    this.log.warn({ reason, peer: peerAddress(socket.remoteAddress), refused: this.refusedSinceLog, connections: this.connections, maxConnections: this.config.maxConnections, maxConnectionsPerClient: this.config.maxConnectionsPerClient }, 'connection refused at accept: limit reached');
+    this.lastRefusalLog = now;
+    this.refusedSinceLog = 0;
   }
 
   /** `Expect: 100-continue`: refuse a too-large body before the client sends it, else invite it. */
@@ -216,6 +270,21 @@ export class ProxyServer implements ExchangeOwner {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
+    // Pipelined requests one at a time, as nginx reads them: this one waits until the responses
+    // before it are sent. Forwarded at once, it reached the app even when an earlier response
+    // closed the connection (a 400 for `GET *`, Connection: close) and its own answer was never
+    // sent (found by test/fuzz/request-path.fuzz.test.ts); the app also saw them out of order.
+    if (req.socket.destroyed || req.socket.writableEnded) return;
+    const earlier = (req.socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (earlier && earlier !== res) {
+      // Node gives the socket to the next response before our 'finish' listener runs (this one's
+      // turn may still not have come: handle checks again); after a response that closes the
+      // connection it ends the socket, and this request is dropped unanswered, as by nginx.
+      earlier.once('finish', () => {
+        if (!req.socket.destroyed && !req.socket.writableEnded) this.handle(req, res);
+      });
+      return;
+    }
     const started = performance.now();
     // nginx's $remote_addr after realip, read now: the socket is gone when the access log is written.
     (req as ClientRequest)[kClient] = resolveClient(req, this.ctx).address;
@@ -396,6 +465,7 @@ export class ProxyServer implements ExchangeOwner {
     this.site = site.site;
     this.holdPage = site.holdPage;
     this.ctx = forwardContext(config);
+    this.exempt = new TrustedProxies(config.connectionLimitExempt);
     this.replayMethods = new Set(config.replayMethods);
     this.retryAfter = { 'Retry-After': String(Math.max(1, Math.ceil(config.holdRetryAfter / 1000))) };
     this.gate.setBounds({ holdTimeout: config.holdTimeout, maxRequests: config.holdMaxRequests, maxBytes: config.holdMaxBytes });
@@ -550,6 +620,39 @@ export class ProxyServer implements ExchangeOwner {
     (socket as Socket & { answered?: boolean }).answered = true;
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
+      return;
+    }
+    this.answerClientError(err, socket);
+  }
+
+  /**
+   * A bad request pipelined behind good ones: those are answered first, as nginx does (it reads
+   * the next request only once the previous one is done). Writing the 400 at once cut the responses
+   * in flight: the app had served the first request and the client read the 400 as its answer
+   * (found by test/fuzz/request-path.fuzz.test.ts). Node hands the socket the next queued response
+   * before our 'finish' listener runs, so this waits for each in turn.
+   */
+  private answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    if (socket.destroyed) return;
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (inFlight && inFlight.req.complete) {
+      inFlight.once('finish', () => this.answerClientError(err, socket));
+      inFlight.once('close', () => {
+        if (!inFlight.writableFinished) socket.destroy();
+      });
+      return;
+    }
+    // An error in the body of the request in flight is that request's, answered now; unless its
+    // response has begun or is done (Node's own 400 for a missing Host, 417 for an Expect): one
+    // response per request.
+    const reading = (socket as Socket & { parser?: { incoming?: IncomingMessage | null } | null }).parser?.incoming;
+    if (inFlight?.headersSent || (!inFlight && reading && !reading.complete)) {
+      if (!inFlight || inFlight.writableFinished) socket.destroy();
+      else inFlight.once('close', () => socket.destroy());
       return;
     }
     let status = 400;
