@@ -32,15 +32,17 @@ export function sendError(res: ServerResponse, status: number, close: boolean, e
 }
 
 /** For parser errors: no ServerResponse exists, the socket is ours. */
-export function sendRawError(socket: Socket, status: number, extra?: Record<string, string>, page?: Buffer): number {
+export function sendRawError(socket: Socket, status: number, extra?: Record<string, string>, page?: Buffer, method?: string): number {
   const body = page ?? errorPage(status);
   let fields = '';
   for (const [k, v] of Object.entries(extra ?? {})) fields += `${k}: ${v}\r\n`;
   const head = `HTTP/1.1 ${status} ${reasonOf(status)}\r\nContent-Type: text/html\r\nContent-Length: ${body.length}\r\n${fields}Connection: close\r\n\r\n`;
   if (socket.writable) {
     linger(socket);
-    socket.end(Buffer.concat([Buffer.from(head, 'latin1'), body]));
-    return body.length;
+    // The answer to a HEAD (when the request was read far enough to know it) has no body.
+    const bodyless = method === 'HEAD';
+    socket.end(bodyless ? Buffer.from(head, 'latin1') : Buffer.concat([Buffer.from(head, 'latin1'), body]));
+    return bodyless ? 0 : body.length;
   }
   socket.destroy();
   return 0;

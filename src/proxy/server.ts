@@ -201,9 +201,12 @@ export class ProxyServer implements ExchangeOwner {
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.handleContinue(req, res));
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.onClientError(err, socket));
     server.on('timeout', (socket: Socket) => this.onSocketTimeout(socket));
-    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.handleUpgrade(req, socket, head));
+    // An Upgrade or CONNECT pipelined behind a request still being answered takes the socket from
+    // Node's HTTP server at once; it waits for the answer before it, which was lost otherwise
+    // (test/fuzz/request-path.fuzz.test.ts: GET then CONNECT got only the 405).
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => afterEarlier(socket, () => this.handleUpgrade(req, socket, head)));
     server.on('connect', (req: IncomingMessage, socket: Socket) => {
-      this.logRaw(socket, 405, sendRawError(socket, 405), `${req.method} ${req.url} HTTP/${req.httpVersion}`);
+      afterEarlier(socket, () => this.logRaw(socket, 405, sendRawError(socket, 405), `${req.method} ${req.url} HTTP/${req.httpVersion}`));
     });
     return server;
   }
@@ -579,10 +582,15 @@ export class ProxyServer implements ExchangeOwner {
   }
 
   private handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
-    const bad = checkRequest(req, this.config);
+    // An Upgrade with a body (WebSocket handshakes have none): the body would go to the app as the
+    // upgraded stream's first bytes, or not at all, and the app would wait for it. 400, nothing sent
+    // (found by test/fuzz/request-path.fuzz.test.ts: Transfer-Encoding: chunked on an Upgrade hung).
+    const cl = req.headers['content-length'];
+    const withBody = req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
+    const bad = checkRequest(req, this.config) ?? (withBody ? new GatewayError('GW_ERR_BAD_REQUEST', 'an Upgrade request with a body') : undefined);
     if (bad || this.stopping) {
       const status = bad ? bad.status : 503;
-      this.logRaw(socket, status, sendRawError(socket, status), `${req.method} ${req.url} HTTP/${req.httpVersion}`);
+      this.logRaw(socket, status, sendRawError(socket, status, undefined, undefined, req.method), `${req.method} ${req.url} HTTP/${req.httpVersion}`);
       return;
     }
     const headers = upstreamHeaders(req, this.ctx).headers;
@@ -778,4 +786,19 @@ function applyServerLimits(server: http.Server, c: GatewayConfig): void {
   server.keepAliveTimeout = c.keepaliveTimeout;
   // Node silently drops fields past maxHeadersCount; allow one more so checkRequest sees the excess.
   server.maxHeadersCount = c.maxHeaderCount + 1;
+}
+
+/**
+ * Runs `then` once every response before it on `socket` has been sent: Node hands the socket to the
+ * next pipelined response as one finishes, so the check repeats until no earlier one is left.
+ */
+function afterEarlier(socket: Socket, then: () => void): void {
+  const earlier = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (!earlier || earlier.writableFinished) return then();
+  earlier.once('finish', () => {
+    if (!socket.destroyed) setImmediate(() => afterEarlier(socket, then));
+  });
+  earlier.once('close', () => {
+    if (!earlier.writableFinished) socket.destroy();
+  });
 }

@@ -207,14 +207,15 @@ const request: fc.Arbitrary<Request> = fc
   });
 
 /**
- * Known and left out: an Upgrade request pipelined behind another request (Node hands the socket
- * to the 'upgrade' listener while the earlier response is in flight; that response is lost). See
- * test/fuzz/README.md.
+ * Known and left out: an Upgrade request with bytes after it on the same connection (they become the
+ * upgraded stream's first bytes; when the app refuses the upgrade with a plain response, the client
+ * may see nothing). An Upgrade pipelined behind another request is generated: it waits for the
+ * response before it (server.ts afterEarlier). See test/fuzz/README.md.
  */
-const upgradeBehindAnother = (requests: Request[]): boolean => requests.slice(1).some((r) => /\r?\nUpgrade:/i.test(r.text));
+const upgradeNotLast = (requests: Request[]): boolean => requests.slice(0, -1).some((r) => /\r?\nUpgrade:/i.test(r.text));
 const exchange = fc
   .record({ requests: fc.array(request, { minLength: 1, maxLength: 3 }), halfClose: fc.boolean(), split: fc.boolean() })
-  .filter(({ requests }) => !upgradeBehindAnother(requests));
+  .filter(({ requests }) => !upgradeNotLast(requests));
 
 // ---------------------------------------------------------------------------------------------
 // The client: raw bytes out, responses in, until all came, the gateway closed, or it went idle
