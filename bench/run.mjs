@@ -247,7 +247,7 @@ function reportMain(results, opts) {
   if (nogate) {
     // The gate's cost with nothing held: how much slower the gateway is with holding on.
     const cost = (nogate.rps - gw.rps) / nogate.rps;
-    console.log(`  gate cost (nothing held) = ${pct(cost)} (gateway ${fmt(gw.rps)} vs --hold-timeout 0 ${fmt(nogate.rps)} req/s; target < 2%: ${cost < 0.02 ? 'PASS' : 'FAIL'}; run-to-run noise is larger than 2%, use --runs)`);
+    console.log(`  gate cost (nothing held) = ${(100 * cost).toFixed(2)}% (gateway ${fmt(gw.rps)} vs --hold-timeout 0 ${fmt(nogate.rps)} req/s; target < 2%: ${cost < 0.02 ? 'PASS' : 'FAIL'}; run-to-run noise is larger than 2%, use --runs)`);
   }
 }
 
@@ -311,7 +311,7 @@ function report(results, opts, previous) {
 
   const data = {
     date: new Date().toISOString(),
-    commit: gitCommit(),
+    commit: opts.commit,
     gateway: GATEWAY_CLI,
     node: process.version,
     cpus: os.cpus().length,
@@ -341,6 +341,8 @@ async function main() {
   try { previous = JSON.parse(fs.readFileSync(RECORDED, 'utf8')); } catch { /* none recorded yet */ }
 
   opts.loadAverageAtStart = checkMachine();
+  // At the start: the build being measured is the tree as it was then.
+  opts.commit = gitCommit();
   // wrk and nginx (the upstream) are needed whatever is selected.
   const missing = await ensureTools([...new Set(['wrk', 'nginx', ...selected.flatMap((c) => c.needs)])]);
   if (missing.wrk) throw new Error(missing.wrk);
