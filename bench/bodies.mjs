@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   BENCH, CAN_PIN, MB, ROOT, checkMachine, children, ensureTools, fmtMB, freePort, gitCommit, mkTemp, node,
-  parseWrk, printTable, rss, runMain, start, startNginx, stop, waitFor200, wrk, writeConf, writeWorkJson,
+  nginxProxyServer, parseWrk, printTable, rss, runMain, start, startNginx, stop, waitFor200, wrk, writeConf, writeWorkJson,
 } from './lib.mjs';
 
 const GATEWAY_CLI = path.resolve(ROOT, process.env.BENCH_GATEWAY || 'dist/src/cli.js');
@@ -63,16 +63,7 @@ const CONTENDERS = [
     name: 'nginx',
     needs: ['nginx'],
     start: ({ port, sock }) => startNginx('nginx', mkTemp('bench-nginx-'), `
-  client_max_body_size 50m;
-  upstream app { server unix:${sock}; keepalive 32; }
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }`, 0),
+  client_max_body_size 50m;${nginxProxyServer(port, sock)}`, 0),
   },
   {
     name: 'undici',
