@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  BENCH, CAN_PIN, ROOT, checkMachine, children, ensureTools, freePort, gitCommit, median, mkTemp, node,
+  BENCH, CAN_PIN, ROOT, checkMachine, children, ensureTools, freePort, gitCommit, groupCpuMs, median, mkTemp, node,
   nginxProxyServer, parseWrk, printTable, runMain, start, startCaddy, startNginx, stop, waitFor200, wrk,
   writeConf, writeWorkJson,
 } from './lib.mjs';
@@ -110,6 +110,14 @@ const CONTENDERS = [
     start: ({ port, sock }) => start('gateway', node, gatewayArgs(port, sock, 0), { cpu: 0 }),
   },
   {
+    // The same gateway on undici, the upstream client it used first (--upstream-client undici):
+    // what the native client (src/proxy/upstream.ts) gains.
+    name: 'gateway-undici',
+    needs: [],
+    check: checkGateway,
+    start: ({ port, sock }) => start('gateway-undici', node, gatewayArgs(port, sock, 0, ['--upstream-client', 'undici']), { cpu: 0 }),
+  },
+  {
     // Holding off (--hold-timeout 0): with nothing held, the difference to `gateway` is the
     // gate's cost on every request (the issue bounds it at 2%).
     name: 'gateway-nogate',
@@ -172,7 +180,13 @@ backend app
 // ---------------------------------------------------------------- measuring
 const load = (url, seconds, opts, latency) => wrk(url, { seconds, connections: opts.connections, latency });
 
-async function measure(c, opts, upstream, tcpPort) {
+/**
+ * One measured run of one contender: start it, wait for a 200, warm it up (JIT, connection pools),
+ * run wrk, stop it. Its CPU time over the measured run (every process of its group: workers and
+ * masters too) divided by the requests gives CPU per request, a figure that moves less than req/s
+ * with the rest of the machine.
+ */
+async function measureOnce(c, opts, upstream, tcpPort) {
   let child = null;
   let port = tcpPort;
   try {
@@ -182,21 +196,53 @@ async function measure(c, opts, upstream, tcpPort) {
       await waitFor200({ host: '127.0.0.1', port }, child, c.name);
     }
     const url = `http://127.0.0.1:${port}/`;
-    await load(url, 2, opts, false); // warm-up: JIT, connection pools
-    const runs = [];
-    for (let i = 0; i < opts.runs; i++) {
-      if (child && !children.has(child)) throw new Error(`${c.name} died under load (${child.exitInfo}):\n${child.tail.trim()}`);
-      runs.push(parseWrk(await load(url, opts.duration, opts, true)));
-    }
+    await load(url, 2, opts, false);
+    if (child && !children.has(child)) throw new Error(`${c.name} died during warm-up (${child.exitInfo}):\n${child.tail.trim()}`);
+    const cpu0 = child ? groupCpuMs(child.pid) : NaN;
+    const r = parseWrk(await load(url, opts.duration, opts, true));
+    const cpu1 = child ? groupCpuMs(child.pid) : NaN;
     if (child && !children.has(child)) throw new Error(`${c.name} died under load (${child.exitInfo}):\n${child.tail.trim()}`);
-    // With several runs, report the run with the median req/s (its own latencies with it).
-    const best = runs.find((r) => r.rps === median(runs.map((x) => x.rps)));
-    if (!Number.isFinite(best.rps)) throw new Error('could not parse wrk output');
-    const errors = runs.reduce((a, r) => a + r.non2xx + r.socketErrors, 0);
-    return { name: c.name, status: 'ok', ...best, runs: runs.map((r) => r.rps), errors };
+    if (!Number.isFinite(r.rps)) throw new Error('could not parse wrk output');
+    r.cpuUs = r.requests > 0 ? (1000 * (cpu1 - cpu0)) / r.requests : NaN;
+    return r;
   } finally {
     if (child) await stop(child);
   }
+}
+
+/**
+ * Every contender once per round, `runs` rounds: a machine that gets busier or quieter during the
+ * bench moves every contender alike, rather than the ones measured at that moment (with all runs
+ * of one contender back to back, a noisy minute could take one row alone down).
+ */
+async function measureAll(list, opts, upstream, tcpPort) {
+  const state = new Map(list.map((c) => [c.name, { runs: [], failed: null }]));
+  for (let round = 1; round <= opts.runs; round++) {
+    for (const c of list) {
+      const st = state.get(c.name);
+      if (st.failed) continue;
+      console.error(`${c.name}: round ${round}/${opts.runs}: warm-up 2 s, then ${opts.duration} s ...`);
+      try {
+        const r = await measureOnce(c, opts, upstream, tcpPort);
+        st.runs.push(r);
+        console.error(`${c.name}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms, CPU ${fmt(r.cpuUs, 1)} us/request`);
+      } catch (err) {
+        console.error(`${c.name}: FAILED: ${err.message}`);
+        st.failed = err.message;
+      }
+      if (!children.has(upstream.child)) throw new Error(`upstream nginx died (${upstream.child.exitInfo}): ${upstream.child.tail}`);
+    }
+  }
+  return list.map((c) => {
+    const { runs, failed } = state.get(c.name);
+    const base = c.sweep ? { sweep: c.sweep } : {};
+    if (failed) return { name: c.name, status: 'failed', reason: failed, ...base };
+    // With several runs, report the run with the median req/s (its own latencies with it).
+    const best = runs.find((r) => r.rps === median(runs.map((x) => x.rps)));
+    const errors = runs.reduce((a, r) => a + r.non2xx + r.socketErrors, 0);
+    const cpuUs = median(runs.map((r) => r.cpuUs));
+    return { name: c.name, status: 'ok', ...best, cpuUs, runs: runs.map((r) => r.rps), cpuRuns: runs.map((r) => r.cpuUs), errors, ...base };
+  });
 }
 
 // ---------------------------------------------------------------- report
@@ -224,12 +270,13 @@ function reportMain(results, opts) {
   if (main.length === 0) return;
   const gw = okRow(main, 'gateway');
   for (const r of main) if (r.status === 'ok') r.ratio = gw ? r.rps / gw.rps : null;
-  const rows = [['contender', 'req/s', 'p50 ms', 'p99 ms', 'ratio']];
+  const rows = [['contender', 'req/s', 'p50 ms', 'p99 ms', 'ratio', 'CPU us/req']];
   for (const r of main) {
-    if (r.status === 'ok') rows.push([r.name, fmt(r.rps), fmt(r.p50, 2), fmt(r.p99, 2), r.ratio == null ? 'n/a' : `${fmt(r.ratio, 2)}x`]);
-    else rows.push([r.name, r.status, '', '', '']);
+    if (r.status === 'ok') rows.push([r.name, fmt(r.rps), fmt(r.p50, 2), fmt(r.p99, 2), r.ratio == null ? 'n/a' : `${fmt(r.ratio, 2)}x`, fmt(r.cpuUs, 1)]);
+    else rows.push([r.name, r.status, '', '', '', '']);
   }
-  console.log(`\nwrk -t1 -c${opts.connections} -d${opts.duration}s, ${opts.runs} run(s); one core each; ratio = contender req/s / gateway req/s`);
+  console.log(`\nwrk -t1 -c${opts.connections} -d${opts.duration}s, ${opts.runs} round(s), median reported; one core each; ratio = contender req/s / gateway req/s;`);
+  console.log('CPU us/req = the contender\'s CPU time (all its processes) over the measured run / requests');
   printTable(rows);
   printFailures(main);
   if (!gw) return;
@@ -353,31 +400,18 @@ async function main() {
   console.error(`upstream nginx on unix:${upstream.sock} and 127.0.0.1:${tcpPort}`);
 
   const results = [];
+  const runnable = [];
   for (const c of selected) {
     const reason = c.needs.map((t) => missing[t]).find(Boolean);
-    if (reason) {
-      console.error(`${c.name}: skipped: ${reason}`);
-      results.push({ name: c.name, status: 'skipped', reason, ...(c.sweep ? { sweep: c.sweep } : {}) });
-      continue;
-    }
-    const broken = c.check?.();
-    if (broken) {
-      console.error(`${c.name}: FAILED: ${broken}`);
-      results.push({ name: c.name, status: 'failed', reason: broken, ...(c.sweep ? { sweep: c.sweep } : {}) });
-      continue;
-    }
-    console.error(`${c.name}: starting; warm-up 2 s, then ${opts.runs} x ${opts.duration} s ...`);
-    try {
-      const r = await measure(c, opts, upstream, tcpPort);
-      if (c.sweep) r.sweep = c.sweep;
-      console.error(`${c.name}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms`);
-      results.push(r);
-    } catch (err) {
-      console.error(`${c.name}: FAILED: ${err.message}`);
-      results.push({ name: c.name, status: 'failed', reason: err.message, ...(c.sweep ? { sweep: c.sweep } : {}) });
-    }
-    if (!children.has(upstream.child)) throw new Error(`upstream nginx died (${upstream.child.exitInfo}): ${upstream.child.tail}`);
+    const broken = reason ? undefined : c.check?.();
+    if (reason) console.error(`${c.name}: skipped: ${reason}`);
+    else if (broken) console.error(`${c.name}: FAILED: ${broken}`);
+    else runnable.push(c);
+    if (reason || broken) results.push({ name: c.name, status: reason ? 'skipped' : 'failed', reason: reason ?? broken, ...(c.sweep ? { sweep: c.sweep } : {}) });
   }
+  results.push(...(await measureAll(runnable, opts, upstream, tcpPort)));
+  // The table keeps the contenders' order.
+  results.sort((a, b) => selected.findIndex((c) => c.name === a.name) - selected.findIndex((c) => c.name === b.name));
   report(results, opts, previous);
   // A gateway that could not be measured is a failure of the bench, not a footnote.
   return results.some((r) => r.status === 'failed') ? 1 : 0;

@@ -46,6 +46,7 @@ export const SCHEMA = {
   proxyReadTimeout: { kind: 'duration', default: '60s', doc: 'Time to the upstream response head (504), and longest pause inside its body (connection aborted).' },
   proxySendTimeout: { kind: 'duration', default: '60s', doc: 'Longest pause while the upstream does not read the request body; then 504 / abort.' },
   upstreamKeepaliveTimeout: { kind: 'duration', default: '4s', doc: "Idle time a pooled upstream connection is kept. Keep it below the app server's own (Puma: 20 s)." },
+  upstreamClient: { kind: 'enum', values: ['native', 'undici'], default: 'native', doc: "The HTTP client that talks to the app server: `native` (Node's own C parser, src/proxy/upstream.ts; the fastest) or `undici` (the client the gateway used first, kept as a fallback). Both behave the same; a reload switches." },
   upstreamConnections: { kind: 'count', default: 32, doc: "Most connections open to the upstream at once. Keep it below the app server's own limits: Thin keeps at most 100 persistent connections, and Puma waits on each idle keep-alive connection before serving others, so fewer connections drain held requests faster." },
   shutdownTimeout: { kind: 'duration', default: '30s', doc: 'On QUIT/TERM, how long in-flight requests may take to finish before connections are cut.' },
   control: { kind: 'path', default: '/tmp/web_server_gateway.ctl', nullable: true, doc: 'Control socket (mode 0600) for `gateway pause`, `resume`, `status`; null turns it off.' },
@@ -111,6 +112,7 @@ export interface GatewayConfig {
   proxyReadTimeout: number;
   proxySendTimeout: number;
   upstreamKeepaliveTimeout: number;
+  upstreamClient: 'native' | 'undici';
   upstreamConnections: number;
   shutdownTimeout: number;
   control: string | null;

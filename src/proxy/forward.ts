@@ -4,23 +4,22 @@
  * arrive, and backpressure runs both ways (a client that reads slowly pauses the upstream socket).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { buildConnector, Pool, type Dispatcher } from 'undici';
-import { checkSocket, type SocketCheck } from './socket-identity.js';
+import { buildConnector, Pool } from 'undici';
+import { NativePool, type NativePoolOptions, type UpstreamPool, type UpstreamRequest } from './upstream.js';
+import { checkSocket } from './socket-identity.js';
 import { GatewayError, toGatewayError } from './errors.js';
 import { DOWN_CODES, type Admission, type Waiter } from './gate.js';
 import { downstreamHeaders, peerAddress } from './headers.js';
 import { flatGetter, GzipWriter, gzipHeaders, gzipPlan, type GzipRule } from './gzip.js';
 
-export interface UpstreamOptions {
-  socketPath: string;
-  connections: number;
-  keepAliveTimeout: number;
-  connectTimeout: number;
-  readTimeout: number;
-  socketCheck: SocketCheck;
+/** The pool's options (upstream.ts), and which client runs them. */
+export interface UpstreamOptions extends NativePoolOptions {
+  /** `native` (upstream.ts, Node's C parser) or `undici`. */
+  client: 'native' | 'undici';
 }
 
-export function createUpstreamPool(o: UpstreamOptions): Pool {
+export function createUpstreamPool(o: UpstreamOptions): UpstreamPool {
+  if (o.client === 'native') return new NativePool(o);
   const connect = buildConnector({ socketPath: o.socketPath, timeout: o.connectTimeout });
   return new Pool('http://localhost', {
     socketPath: o.socketPath,
@@ -41,7 +40,7 @@ export function createUpstreamPool(o: UpstreamOptions): Pool {
     headersTimeout: o.readTimeout,
     bodyTimeout: o.readTimeout,
     strictContentLength: true,
-  });
+  }) as unknown as UpstreamPool;
 }
 
 export interface ExchangeResult {
@@ -59,7 +58,7 @@ export interface ExchangeOwner {
   /** A graceful stop has begun. */
   readonly stopping: boolean;
   /** The upstream pool to send through now. */
-  readonly dispatcher: Dispatcher;
+  readonly dispatcher: UpstreamPool;
   /** The app server cannot accept (or the gate is paused): offer the exchange to the gate. */
   hold(exchange: Exchange, upstreamDown: boolean, cause?: Error): Admission;
   /** A held exchange's client went away (499), or the gate answered it (503). */
@@ -77,7 +76,7 @@ export interface ExchangeOwner {
  * A legacy-style undici handler: undici calls these directly, with raw header buffers. It is also
  * the gate's Waiter: a held exchange is released (dispatched) or expired (503) by the gate.
  */
-export class Exchange implements Dispatcher.DispatchHandler, Waiter {
+export class Exchange implements Waiter {
   private abortUpstream: ((err: Error) => void) | undefined;
   private resumeUpstream: (() => void) | undefined;
   private status = 0;
@@ -85,7 +84,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   private upstreamTime: number | undefined;
   private done = false;
   private dispatchedAt = 0;
-  private opts: Dispatcher.DispatchOptions | undefined;
+  private opts: UpstreamRequest | undefined;
   private retried = false;
   /** Attempts the app server reset with our bytes unread (replayBody): they do not use up the replay. */
   private unreadResets = 0;
@@ -129,7 +128,6 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     /** The location's gzip (an nginx.conf's); none: responses pass as the app sent them. */
     private readonly gzipRule: GzipRule | null = null,
   ) {
-    this.onDrain = this.onDrain.bind(this);
     this.onClientGone = this.onClientGone.bind(this);
     this.arrived = started;
     this.peer = peerAddress(req.socket.remoteAddress);
@@ -162,7 +160,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
   }
 
   /** Waits in the gate before the first dispatch (the gate is closed or paused). */
-  hold(opts: Dispatcher.DispatchOptions): void {
+  hold(opts: UpstreamRequest): void {
     this.opts = opts;
     this.park('closed');
   }
@@ -180,7 +178,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     this.req.socket.off('end', this.onClientGone);
     if (admission === 'overflow') this.expire();
     // Holding is off: go now (and get nginx's 502 if the app is still down).
-    else if (reason === 'closed') this.start(this.opts as Dispatcher.DispatchOptions);
+    else if (reason === 'closed') this.start(this.opts as UpstreamRequest);
   }
 
   /** Waiter: the gate lets it go on. */
@@ -188,7 +186,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     this.holding = false;
     this.req.socket.off('end', this.onClientGone);
     if (this.done || this.res.destroyed) return;
-    this.start(this.opts as Dispatcher.DispatchOptions);
+    this.start(this.opts as UpstreamRequest);
   }
 
   /** Waiter: held past a bound; the owner answers 503 through unhold/fail. */
@@ -229,7 +227,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
 
   private pendingAbort: Error | undefined;
 
-  start(opts: Dispatcher.DispatchOptions): void {
+  start(opts: UpstreamRequest): void {
     this.opts = opts;
     this.connected = false;
     this.dispatchedAt = performance.now();
@@ -244,7 +242,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
    * replayable method (RFC 9110 9.2.2 idempotent ones by default; never POST) and a body that was
    * empty or fully kept. The new attempt goes through the gate: if the app is down, it waits there.
    */
-  private replayBody(err: Error): Dispatcher.DispatchOptions['body'] | false {
+  private replayBody(err: Error): UpstreamRequest['body'] | false {
     if (this.status !== 0 || this.res.destroyed || !this.opts) return false;
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'UND_ERR_SOCKET' && code !== 'ECONNRESET' && code !== 'EPIPE') return false;
@@ -279,7 +277,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     else this.pendingAbort = err;
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+  onHeaders(statusCode: number, rawHeaders: (Buffer | string)[], resume: () => void, statusText: string): boolean {
     // 1xx from the app: 100 Continue was already answered by us; others carry nothing we forward.
     if (statusCode < 200) return true;
     this.upstreamTime = performance.now() - this.dispatchedAt;
@@ -307,11 +305,15 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     // A request in flight when the stop began answers with Connection: close (docs/proxy.md), so
     // the client does not send its next request on a connection we are about to close.
     if (this.owner.stopping) this.res.shouldKeepAlive = false;
+    // The app answers before the client's body is all read (an early 401 or 413): what is still
+    // coming is not read, so the connection closes after this response, never parsing those bytes
+    // as a next request.
+    else if (!this.req.complete) this.res.shouldKeepAlive = false;
     let headers = head.headers;
     if (this.gzipRule) {
       const plan = gzipPlan(this.gzipRule, this.req, this.status, flatGetter(headers));
       headers = gzipHeaders(headers, plan, this.gzipRule);
-      if (plan === 'gzip') this.gzip = new GzipWriter(this.res, this.gzipRule.level, this.onDrain, (n) => (this.bytesSent += n));
+      if (plan === 'gzip') this.gzip = new GzipWriter(this.res, this.gzipRule.level, this.drainHandler, (n) => (this.bytesSent += n));
     }
     this.res.writeHead(this.status, head.text || undefined, headers);
   }
@@ -325,7 +327,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     }
     this.bytesSent += chunk.length;
     const ok = this.res.write(chunk);
-    if (!ok) this.res.once('drain', this.onDrain);
+    if (!ok) this.res.once('drain', this.drainHandler);
     return ok;
   }
 
@@ -377,7 +379,10 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     // right before writing): e.g. connected into the accept queue of a listener that then closed.
     // Nothing was sent, POST included; it was answered 502 (hold-app-servers.test.ts, Unicorn cold
     // restart). Counted with the unread resets, so a server resetting every connection ends in 502.
-    const notWritten = !this.connected && (code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET') && this.unreadResets < 3;
+    // The native client also says so when writing the head itself failed (`requestNotSent`: the
+    // app had closed a pooled connection as it was reused; Puma's USR2 closes them all).
+    const unsent = !this.connected || (err as { requestNotSent?: boolean }).requestNotSent === true;
+    const notWritten = unsent && (code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET') && this.unreadResets < 3;
     if (notWritten) this.unreadResets++;
     // Connecting failed: nothing was sent, so any method may wait for the app server to return.
     if (this.status === 0 && (DOWN_CODES.has(code) || notWritten) && !this.res.destroyed) {
@@ -389,7 +394,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
       if (code === 'UND_ERR_SOCKET') this.retried = true;
       else this.unreadResets++;
       this.owner.replayed();
-      this.start({ ...(this.opts as Dispatcher.DispatchOptions), body: replay });
+      this.start({ ...(this.opts as UpstreamRequest), body: replay });
       return;
     }
     this.done = true;
@@ -411,7 +416,10 @@ export class Exchange implements Dispatcher.DispatchHandler, Waiter {
     this.owner.finish(this.req, this.res, { status, bytesSent: this.bytesSent, upstreamTime: this.upstreamTime, error: gw }, this.started);
   }
 
-  private onDrain(): void {
-    this.resumeUpstream?.();
+  private drainFn: (() => void) | undefined;
+
+  /** Resumes the upstream once the client drained; made on first use (most responses never wait). */
+  private get drainHandler(): () => void {
+    return (this.drainFn ??= () => this.resumeUpstream?.());
   }
 }

@@ -86,13 +86,22 @@ export class TrustedProxies {
     }
   }
 
+  /** Answers by address, remembered: BlockList.check parses the address each time (about 3 us). */
+  private readonly seen = new Map<string, boolean>();
+
   has(addr: string): boolean {
     if (this.empty || addr === '') return false;
+    let yes = this.seen.get(addr);
+    if (yes !== undefined) return yes;
     try {
-      return this.list.check(addr, isIPv4(addr) ? 'ipv4' : 'ipv6');
+      yes = this.list.check(addr, isIPv4(addr) ? 'ipv4' : 'ipv6');
     } catch {
-      return false;
+      yes = false;
     }
+    // Bounded: a flood of distinct addresses empties it rather than growing it.
+    if (this.seen.size >= 10_000) this.seen.clear();
+    this.seen.set(addr, yes);
+    return yes;
   }
 }
 
@@ -214,10 +223,10 @@ export interface Upstream {
  * names it (Rails' remote_ip then agrees with X-Real-IP), and with the PROXY protocol the client's
  * own X-Forwarded-Proto/Host are believed only if it is trusted (the balancer added none).
  */
-export function upstreamHeaders(req: IncomingMessage, ctx: ForwardContext): Upstream {
+export function upstreamHeaders(req: IncomingMessage, ctx: ForwardContext, known?: Client): Upstream {
   const raw = req.rawHeaders;
   const tcpPeer = peerAddress(req.socket.remoteAddress);
-  const client = resolveClient(req, ctx);
+  const client = known ?? resolveClient(req, ctx);
   // The hop X-Forwarded-For ends with: the TCP peer; or the client, when its address came from
   // elsewhere than X-Forwarded-For, as if it had connected to us itself.
   const hop = client.from === 'proxy_protocol' || (client.from === 'header' && ctx.realIpHeader !== 'x-forwarded-for') ? client.address : tcpPeer;
@@ -276,26 +285,29 @@ export function realIp(chain: string, trusted: TrustedProxies): string {
 }
 
 /**
- * The response headers sent to the client, from undici's raw [name, value] buffers. Framing headers
+ * The response headers sent to the client, from the upstream client's raw [name, value] list. Framing headers
  * are dropped: Node frames the body itself (Content-Length kept, else chunked for HTTP/1.1).
  */
-export function downstreamHeaders(raw: Buffer[]): string[] {
+export function downstreamHeaders(raw: (Buffer | string)[]): string[] {
   let drop: string[] | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as Buffer;
-    if (name.length === 10 && name.toString('latin1').toLowerCase() === 'connection') {
-      drop = connectionTokens((raw[i + 1] as Buffer).toString('latin1'));
+    const name = raw[i] as Buffer | string;
+    if (name.length === 10 && latin1(name).toLowerCase() === 'connection') {
+      drop = connectionTokens(latin1(raw[i + 1] as Buffer | string));
       break;
     }
   }
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
-    const name = (raw[i] as Buffer).toString('latin1');
+    const name = latin1(raw[i] as Buffer | string);
     const lower = name.toLowerCase();
     // Trailer is kept: it announces the trailers we forward after a chunked body.
     if (lower !== 'trailer' && HOP_BY_HOP.has(lower)) continue;
     if (drop !== undefined && drop.includes(lower)) continue;
-    out.push(name, (raw[i + 1] as Buffer).toString('latin1'));
+    out.push(name, latin1(raw[i + 1] as Buffer | string));
   }
   return out;
 }
+
+/** The native client hands strings (Node's parser reads bytes as latin1); undici hands Buffers. */
+const latin1 = (v: Buffer | string): string => (typeof v === 'string' ? v : v.toString('latin1'));

@@ -4,7 +4,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net, { type AddressInfo, type Socket } from 'node:net';
-import type { Dispatcher, Pool } from 'undici';
+import type { UpstreamPool, UpstreamRequest } from './upstream.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { formatHostPort } from '../config/address.js';
 import type { Logger } from '../log/logger.js';
@@ -12,7 +12,7 @@ import type { AccessLog } from './access-log.js';
 import { GatewayError } from './errors.js';
 import { createUpstreamPool, Exchange, type ExchangeOwner, type ExchangeResult, type UpstreamOptions } from './forward.js';
 import { DOWN_CODES, Gate, type Admission, type Waiter } from './gate.js';
-import { checkRequest, connectionClient, forwardContext, peerAddress, resolveClient, TrustedProxies, upstreamHeaders, type ForwardContext } from './headers.js';
+import { checkRequest, connectionClient, forwardContext, peerAddress, resolveClient, TrustedProxies, upstreamHeaders, type Client, type ForwardContext } from './headers.js';
 import { acceptProxyProtocol } from './proxy-protocol.js';
 import { sendError, sendRawError } from './respond.js';
 import { FOREIGN_SOCKET } from './socket-identity.js';
@@ -30,16 +30,26 @@ export class BindError extends Error {
   readonly code = 'GW_ERR_BIND';
 }
 
-const kExchange = Symbol('exchange');
-type TrackedResponse = ServerResponse & { [kExchange]?: Exchange };
-/** The nginx.conf location a request was routed to (its error pages, limit, headers, gzip). */
-const kLocation = Symbol('location');
-type LocatedRequest = IncomingMessage & { [kLocation]?: SiteLocation };
-const kClient = Symbol('client');
-type ClientRequest = IncomingMessage & { [kClient]?: string };
+/**
+ * The request and response classes of the public listeners: the gateway's per-request fields are
+ * declared here, so every request has one shape (fields added later made Node's objects change
+ * shape per request, which costs on the hot path).
+ */
+class GatewayRequest extends http.IncomingMessage {
+  /** nginx's $remote_addr after realip, read at arrival: the socket is gone when the access log is written. */
+  client: Client | undefined = undefined;
+  /** The nginx.conf location the request was routed to (its error pages, limit, headers, gzip). */
+  location: SiteLocation | undefined = undefined;
+}
+class GatewayResponse extends http.ServerResponse<GatewayRequest> {
+  exchange: Exchange | undefined = undefined;
+}
+type ClientRequest = GatewayRequest;
+type LocatedRequest = GatewayRequest;
+type TrackedResponse = GatewayResponse;
 
 export class ProxyServer implements ExchangeOwner {
-  private pool: Pool;
+  private pool: UpstreamPool;
   private readonly metrics: GatewayMetrics | undefined;
   private site: Site | undefined;
   /** Client connections open now, on all listeners. */
@@ -86,6 +96,7 @@ export class ProxyServer implements ExchangeOwner {
     this.site = opts.site;
     const socketCheck = { allowedUids: opts.socketOwners ?? [] };
     this.upstreamOptions = {
+      client: config.upstreamClient,
       socketPath: config.upstream,
       connections: config.upstreamConnections,
       keepAliveTimeout: config.upstreamKeepaliveTimeout,
@@ -157,7 +168,9 @@ export class ProxyServer implements ExchangeOwner {
 
   private createServer(proxyProtocol: boolean): http.Server {
     const c = this.config;
-    const server = http.createServer({
+    const server: http.Server = http.createServer({
+      IncomingMessage: GatewayRequest,
+      ServerResponse: GatewayResponse,
       maxHeaderSize: c.maxHeaderSize,
       requireHostHeader: true,
       headersTimeout: c.clientHeaderTimeout,
@@ -166,7 +179,7 @@ export class ProxyServer implements ExchangeOwner {
       keepAliveTimeout: c.keepaliveTimeout,
       connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(c.clientHeaderTimeout / 4))),
       joinDuplicateHeaders: false,
-    });
+    } as http.ServerOptions);
     // Before the connection counting below: it counts a connection from its accept.
     if (proxyProtocol) {
       acceptProxyProtocol(server, {
@@ -290,7 +303,7 @@ export class ProxyServer implements ExchangeOwner {
     }
     const started = performance.now();
     // nginx's $remote_addr after realip, read now: the socket is gone when the access log is written.
-    (req as ClientRequest)[kClient] = resolveClient(req, this.ctx).address;
+    (req as ClientRequest).client = resolveClient(req, this.ctx);
     if (this.stopping) res.shouldKeepAlive = false;
     const bad = checkRequest(req, this.config);
     if (bad) return this.reject(req, res, bad, started);
@@ -331,7 +344,7 @@ export class ProxyServer implements ExchangeOwner {
       return this.reject(req, res, new GatewayError('GW_ERR_BAD_REQUEST', 'bad percent-encoding'), started);
     }
     const r = route(site, uri, q === -1 ? null : path.slice(q + 1), { requestUri: req.url as string, host: req.headers.host, scheme: this.ctx.scheme });
-    (req as LocatedRequest)[kLocation] = r.loc;
+    (req as LocatedRequest).location = r.loc;
     if (r.kind === 'cycle') return this.reject(req, res, new GatewayError('GW_ERR_INTERNAL', 'rewrite or internal redirection cycle'), started);
     if (r.kind === 'redirect') {
       this.active++;
@@ -352,7 +365,7 @@ export class ProxyServer implements ExchangeOwner {
           // try_files' `@app` is nginx's internal redirect: the named location's proxy_set_header,
           // gzip and error pages apply from here on, not those of the location that tried the files.
           const fallback = loc.tryFiles?.[loc.tryFiles.length - 1];
-          if (fallback?.startsWith('@')) (req as LocatedRequest)[kLocation] = site.named?.(fallback) ?? loc;
+          if (fallback?.startsWith('@')) (req as LocatedRequest).location = site.named?.(fallback) ?? loc;
           this.forward(req, res, started, target);
         } else if ('error' in out) {
           const a = res.headersSent ? { status: out.error, bytes: 0 } : this.errorAnswer(req, res, out.error, !req.complete);
@@ -375,21 +388,21 @@ export class ProxyServer implements ExchangeOwner {
    * redirect to it; the server's before a location is chosen), else `fallback` or the built-in page.
    */
   private errorAnswer(req: IncomingMessage, res: ServerResponse, status: number, close: boolean, extra?: Record<string, string>, fallback?: Buffer): { status: number; bytes: number } {
-    const page = this.site && ((req as LocatedRequest)[kLocation] ?? this.site.server).errorPages.get(status);
+    const page = this.site && ((req as LocatedRequest).location ?? this.site.server).errorPages.get(status);
     if (page) return sendErrorPage(res, page, status, close, extra);
     return { status, bytes: sendError(res, status, close, extra, fallback) };
   }
 
   /** ExchangeOwner: nginx's proxy_intercept_errors, for a location that has it on and a page for `status`. */
   intercept(req: IncomingMessage, status: number): ((res: ServerResponse) => { status: number; bytes: number }) | undefined {
-    const loc = (req as LocatedRequest)[kLocation];
+    const loc = (req as LocatedRequest).location;
     const page = loc?.interceptErrors ? loc.errorPages.get(status) : undefined;
     return page && ((res) => sendErrorPage(res, page, status, !req.complete));
   }
 
   private forward(req: IncomingMessage, res: ServerResponse, started: number, path: string): void {
-    const loc = (req as LocatedRequest)[kLocation];
-    const up = upstreamHeaders(req, this.ctx);
+    const loc = (req as LocatedRequest).location;
+    const up = upstreamHeaders(req, this.ctx, (req as ClientRequest).client);
     // An nginx.conf location's proxy_set_header, over the gateway's own headers.
     const headers = loc && loc.setHeaders.length > 0 ? applyProxySetHeader(up.headers, loc.setHeaders, req, { remoteAddr: up.clientIp, scheme: this.ctx.scheme }) : up.headers;
     const te = req.headers['transfer-encoding'];
@@ -403,7 +416,7 @@ export class ProxyServer implements ExchangeOwner {
     }
 
     const exchange = new Exchange(req, res, this, started, this.replayMethods, loc?.gzip ?? null);
-    (res as TrackedResponse)[kExchange] = exchange;
+    (res as TrackedResponse).exchange = exchange;
     let body: NodeJS.ReadableStream | AsyncIterable<Buffer> | null = null;
     if (hasBody) {
       // A chunked body has no announced length: count it as it streams.
@@ -414,12 +427,12 @@ export class ProxyServer implements ExchangeOwner {
       watchUpload(req, this.config.proxySendTimeout, exchange);
     }
     this.active++;
-    const opts: Dispatcher.DispatchOptions = { origin: 'http://localhost', method: req.method as string, path, headers, body: body as Dispatcher.DispatchOptions['body'] };
+    const opts: UpstreamRequest = { method: req.method as string, path, headers, body: body as UpstreamRequest['body'] };
     if (this.gate.open) exchange.start(opts);
     else exchange.hold(opts);
   }
 
-  get dispatcher(): Dispatcher {
+  get dispatcher(): UpstreamPool {
     return this.pool;
   }
 
@@ -473,10 +486,11 @@ export class ProxyServer implements ExchangeOwner {
     this.retryAfter = { 'Retry-After': String(Math.max(1, Math.ceil(config.holdRetryAfter / 1000))) };
     this.gate.setBounds({ holdTimeout: config.holdTimeout, maxRequests: config.holdMaxRequests, maxBytes: config.holdMaxBytes });
     for (const server of this.servers) applyServerLimits(server, config);
-    const pool = (c: GatewayConfig) => [c.upstreamConnections, c.upstreamKeepaliveTimeout, c.proxyConnectTimeout, c.proxyReadTimeout].join();
+    const pool = (c: GatewayConfig) => [c.upstreamClient, c.upstreamConnections, c.upstreamKeepaliveTimeout, c.proxyConnectTimeout, c.proxyReadTimeout].join();
     if (pool(old) !== pool(config)) {
       this.upstreamOptions = {
         ...this.upstreamOptions,
+        client: config.upstreamClient,
         connections: config.upstreamConnections,
         keepAliveTimeout: config.upstreamKeepaliveTimeout,
         connectTimeout: config.proxyConnectTimeout,
@@ -561,9 +575,9 @@ export class ProxyServer implements ExchangeOwner {
     if (!this.accessLog.enabled) return;
     // undici swallows what its handler callbacks throw: a bug here must at least be logged.
     try {
-      const exchange = (res as TrackedResponse)[kExchange];
+      const exchange = (res as TrackedResponse).exchange;
       this.accessLog.write({
-        remoteAddr: (req as ClientRequest)[kClient] ?? exchange?.peer ?? peerAddress(req.socket?.remoteAddress),
+        remoteAddr: (req as ClientRequest).client?.address ?? exchange?.peer ?? peerAddress(req.socket?.remoteAddress),
         method: req.method as string,
         url: req.url as string,
         httpVersion: req.httpVersion,
@@ -683,7 +697,7 @@ export class ProxyServer implements ExchangeOwner {
     const req = res.req;
     if (!req.complete) {
       if (req.readableLength > 0 || req.isPaused()) return;
-      res[kExchange]?.abort(new GatewayError('GW_ERR_REQUEST_TIMEOUT', 'client body timeout'));
+      res.exchange?.abort(new GatewayError('GW_ERR_REQUEST_TIMEOUT', 'client body timeout'));
       return;
     }
     if (socket.writableLength > 0 || res.writableLength > 0) socket.destroy();
