@@ -132,7 +132,8 @@ export class Exchange implements Waiter {
     this.arrived = started;
     this.peer = peerAddress(req.socket.remoteAddress);
     // One listener covers both ends: a client gone before we finished aborts the upstream request.
-    res.once('close', this.onClientGone);
+    // `on`, not `once`: a response closes once, and once's wrapper is an allocation per request.
+    res.on('close', this.onClientGone);
   }
 
   /** Waiter: what a held request keeps in memory, its head (the body stays in the client's TCP

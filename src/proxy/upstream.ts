@@ -119,8 +119,6 @@ class Job {
   interim = 0;
   /** Stops writing the body (it was abandoned). */
   stopBody: (() => void) | null = null;
-  /** Writing the head failed: the app closed the connection before any byte of this request. */
-  unsent = false;
   readonly abort: (err?: Error) => void;
   readonly resume: () => void;
 
@@ -175,17 +173,6 @@ class Conn {
   private deadline = 0;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = 0;
-
-  /**
-   * The head's write callback: an error there (EPIPE: the app had closed the connection, an idle
-   * one it dropped as we reused it) proves nothing of the request reached the app.
-   */
-  private readonly headWritten = (err?: Error | null): void => {
-    const job = this.job;
-    // Only a body that can be sent again (none, or a Buffer): a streamed one lost the chunk that
-    // went with the head.
-    if (err && job !== null && job.status === 0 && (job.req.body == null || Buffer.isBuffer(job.req.body))) job.unsent = true;
-  };
 
   constructor(
     readonly pool: NativePool,
@@ -249,7 +236,7 @@ class Conn {
     const socket = this.socket;
     if (body == null) {
       if (!hasLength && PAYLOAD_METHODS.has(method)) head += 'content-length: 0\r\n';
-      socket.write(`${head}\r\n`, 'latin1', this.headWritten);
+      socket.write(`${head}\r\n`, 'latin1');
       job.sent = true;
       this.arm(HEADERS, this.pool.options.readTimeout);
       return;
@@ -257,7 +244,7 @@ class Conn {
     if (Buffer.isBuffer(body)) {
       if (!hasLength) head += `content-length: ${body.length}\r\n`;
       socket.cork();
-      socket.write(`${head}\r\n`, 'latin1', this.headWritten);
+      socket.write(`${head}\r\n`, 'latin1');
       socket.write(body);
       socket.uncork();
       job.sent = true;
@@ -279,7 +266,7 @@ class Conn {
     const socket = this.socket;
     let pendingHead: string | null = head;
     const sendHead = () => {
-      socket.write(pendingHead as string, 'latin1', this.headWritten);
+      socket.write(pendingHead as string, 'latin1');
       pendingHead = null;
     };
     const write = (chunk: Buffer): boolean => {
@@ -521,8 +508,12 @@ class Conn {
     this.pool.forget(this);
     this.parser.close();
     if (job !== null && !job.over) {
-      const err: Error & { requestNotSent?: boolean } = this.error ?? new UpstreamError('UND_ERR_SOCKET', 'other side closed');
-      if (job.unsent) err.requestNotSent = true;
+      const err: Error & { requestNotSent?: boolean; code?: string } = this.error ?? new UpstreamError('UND_ERR_SOCKET', 'other side closed');
+      // EPIPE comes from a write, and a request without a streamed body is one write, its head
+      // with its body: that write failed, so the app had closed the connection (an idle one it
+      // dropped as we reused it) before any byte of this request. A streamed body is not said
+      // unsent: the chunk that went with the head is gone.
+      if (err.code === 'EPIPE' && job.status === 0 && (job.req.body == null || Buffer.isBuffer(job.req.body))) err.requestNotSent = true;
       this.pool.failJob(job, err);
     }
   }
