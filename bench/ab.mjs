@@ -1,0 +1,68 @@
+// A/B of two gateway builds (or flags) on a noisy machine: both run at once, pinned to the same
+// core, each loaded by its own wrk (both on core 1) for the same seconds. The core is shared
+// fairly between them, so the ratio of their req/s is the inverse ratio of their CPU cost per
+// request, and whatever else the machine does hits both alike. Run-to-run noise of the ratio is
+// about 2-3% (A against itself), against 10-20% for req/s taken one after the other on the VMs
+// this was written on. Used to weigh each hot-path change (bench/README.md, "A/B of two builds").
+//
+//   node bench/ab.mjs --a dist/src/cli.js --b /path/to/other/cli.js [--a-args "..."] [--b-args "..."]
+//                     [--rounds 3] [--duration 5]
+//
+// A side is a gateway CLI path (run with the bench's flags, as run.mjs does) plus extra flags, e.g.
+// `--a-args "--upstream-client undici"`. Prints each round's req/s and B/A, then the median B/A.
+import path from 'node:path';
+import {
+  ROOT, cleanup, ensureTools, freePort, median, mkTemp, node, parseWrk, runMain, start, startNginx, stop, waitFor200, wrk,
+} from './lib.mjs';
+
+function parseArgs(argv) {
+  const o = { a: 'dist/src/cli.js', b: 'dist/src/cli.js', aArgs: '', bArgs: '', rounds: 3, duration: 5 };
+  for (let i = 0; i < argv.length; i++) {
+    const v = () => argv[++i];
+    const flag = argv[i];
+    if (flag === '--a') o.a = v();
+    else if (flag === '--b') o.b = v();
+    else if (flag === '--a-args') o.aArgs = v();
+    else if (flag === '--b-args') o.bArgs = v();
+    else if (flag === '--rounds') o.rounds = Number(v());
+    else if (flag === '--duration') o.duration = Number(v());
+    else throw new Error(`unknown argument ${flag}; usage: node bench/ab.mjs --a CLI --b CLI [--a-args ...] [--b-args ...] [--rounds N] [--duration S]`);
+  }
+  return o;
+}
+
+const gateway = (cli, extra, port, sock) => [
+  path.resolve(ROOT, cli), 'run', '--workers', '0', '--listen', `127.0.0.1:${port}`, '--upstream', sock,
+  '--admin', '127.0.0.1:0', '--access-log', 'off', '--control', 'null', '--pid-file', 'null', ...extra.split(' ').filter(Boolean),
+];
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  const missing = await ensureTools(['wrk', 'nginx']);
+  if (missing.wrk || missing.nginx) throw new Error(missing.wrk || missing.nginx);
+  const dir = mkTemp('bench-ab-');
+  const sock = path.join(dir, 'upstream.sock');
+  const up = startNginx('upstream', dir, `server { listen unix:${sock}; access_log off; location / { return 200 "ok\\n"; } }`, 1);
+  await waitFor200({ socketPath: sock }, up, 'upstream nginx');
+  const sides = [];
+  for (const [name, cli, extra] of [['A', o.a, o.aArgs], ['B', o.b, o.bArgs]]) {
+    const port = await freePort();
+    const child = start(name, node, gateway(cli, extra, port, sock), { cpu: 0 });
+    await waitFor200({ host: '127.0.0.1', port }, child, name);
+    sides.push({ name, url: `http://127.0.0.1:${port}/`, child });
+  }
+  const both = (seconds) => Promise.all(sides.map((s) => wrk(s.url, { seconds, connections: 50 })));
+  await both(2); // warm-up: JIT, pools
+  const ratios = [];
+  for (let i = 1; i <= o.rounds; i++) {
+    const [a, b] = (await both(o.duration)).map(parseWrk);
+    ratios.push(b.rps / a.rps);
+    console.log(`round ${i}: A ${a.rps.toFixed(0)} req/s, B ${b.rps.toFixed(0)} req/s, B/A ${(b.rps / a.rps).toFixed(3)}`);
+  }
+  console.log(`A = ${o.a} ${o.aArgs}\nB = ${o.b} ${o.bArgs}\nmedian B/A = ${median(ratios).toFixed(3)} (above 1: B costs less per request)`);
+  for (const s of sides) await stop(s.child);
+  await cleanup();
+  return 0;
+}
+
+runMain('ab', main);
