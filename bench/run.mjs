@@ -16,7 +16,7 @@ import {
 const GATEWAY_CLI = path.resolve(ROOT, process.env.BENCH_GATEWAY || 'dist/src/cli.js');
 // The recorded run the next one is compared with (committed when figures are recorded).
 const RECORDED = path.join(BENCH, 'results/latest.json');
-const USAGE = 'usage: node bench/run.mjs [--only a,b] [--duration N] [--connections N] [--runs N] [--workers-sweep] [--record]';
+const USAGE = 'usage: node bench/run.mjs [--only a,b] [--duration N] [--connections N] [--runs N] [--workers-sweep] [--record] | --report FILE.json';
 
 // ---------------------------------------------------------------- options
 function parseArgs(argv) {
@@ -27,6 +27,7 @@ function parseArgs(argv) {
     runs: 1,
     workersSweep: false,
     record: false,
+    report: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split('=', 2);
@@ -37,6 +38,7 @@ function parseArgs(argv) {
     else if (flag === '--runs') opts.runs = Number(value());
     else if (flag === '--workers-sweep') opts.workersSweep = true;
     else if (flag === '--record') opts.record = true;
+    else if (flag === '--report') opts.report = value();
     else if (flag === '--help' || flag === '-h') {
       console.log(USAGE);
       process.exit(0);
@@ -249,6 +251,15 @@ async function measureAll(list, opts, upstream, tcpPort) {
 const fmt = (n, d = 0) => (n == null || !Number.isFinite(n) ? '-' : n.toFixed(d));
 const pct = (x) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%` : '-');
 const okRow = (results, name) => results.find((r) => r.name === name && r.status === 'ok');
+/**
+ * a ÷ b in req/s: the median of the per-round ratios (both measured in the same round, minutes
+ * apart at most) when both have them, else of their reported runs. Two medians taken apart can
+ * come from different rounds, one quiet and one busy; a ratio within a round cannot.
+ */
+function ratio(a, b) {
+  if (a.runs?.length > 0 && a.runs.length === b.runs?.length) return median(a.runs.map((x, i) => x / b.runs[i]));
+  return a.rps / b.rps;
+}
 
 function printFailures(rows) {
   for (const r of rows) {
@@ -269,14 +280,15 @@ function reportMain(results, opts) {
   const main = results.filter((r) => !r.sweep);
   if (main.length === 0) return;
   const gw = okRow(main, 'gateway');
-  for (const r of main) if (r.status === 'ok') r.ratio = gw ? r.rps / gw.rps : null;
+  for (const r of main) if (r.status === 'ok') r.ratio = gw ? ratio(r, gw) : null;
   const rows = [['contender', 'req/s', 'p50 ms', 'p99 ms', 'ratio', 'CPU us/req']];
   for (const r of main) {
     if (r.status === 'ok') rows.push([r.name, fmt(r.rps), fmt(r.p50, 2), fmt(r.p99, 2), r.ratio == null ? 'n/a' : `${fmt(r.ratio, 2)}x`, fmt(r.cpuUs, 1)]);
     else rows.push([r.name, r.status, '', '', '', '']);
   }
   console.log(`\nwrk -t1 -c${opts.connections} -d${opts.duration}s, ${opts.runs} round(s), median reported; one core each; ratio = contender req/s / gateway req/s;`);
-  console.log('CPU us/req = the contender\'s CPU time (all its processes) over the measured run / requests');
+  console.log('CPU us/req = the contender\'s CPU time (all its processes) over the measured run / requests;');
+  console.log('every ratio here and below is the median of the per-round ratios');
   printTable(rows);
   printFailures(main);
   if (!gw) return;
@@ -285,7 +297,7 @@ function reportMain(results, opts) {
   for (const [peer, min] of TARGETS) {
     const p = okRow(main, peer);
     if (!p) { console.log(`  gateway / ${peer} = n/a (no ${peer} row)`); continue; }
-    const x = gw.rps / p.rps;
+    const x = ratio(gw, p);
     console.log(`  gateway / ${peer} = ${x.toFixed(2)}x  (target >= ${min}x: ${x >= min ? 'PASS' : 'FAIL'})`);
   }
   const ngx = okRow(main, 'nginx');
@@ -293,8 +305,8 @@ function reportMain(results, opts) {
   const nogate = okRow(main, 'gateway-nogate');
   if (nogate) {
     // The gate's cost with nothing held: how much slower the gateway is with holding on.
-    const cost = (nogate.rps - gw.rps) / nogate.rps;
-    console.log(`  gate cost (nothing held) = ${(100 * cost).toFixed(2)}% (gateway ${fmt(gw.rps)} vs --hold-timeout 0 ${fmt(nogate.rps)} req/s; target < 2%: ${cost < 0.02 ? 'PASS' : 'FAIL'}; run-to-run noise is larger than 2%, use --runs)`);
+    const cost = 1 - ratio(gw, nogate);
+    console.log(`  gate cost (nothing held) = ${(100 * cost).toFixed(2)}% (per round, 1 - gateway / --hold-timeout 0; medians ${fmt(gw.rps)} vs ${fmt(nogate.rps)} req/s; target < 2%: ${cost < 0.02 ? 'PASS' : 'FAIL'}; run-to-run noise is larger than 2%, use --runs)`);
   }
 }
 
@@ -306,7 +318,7 @@ function reportSweep(results) {
   for (const n of counts) {
     const g = okRow(sweep, `gateway-w${n}`);
     const x = okRow(sweep, `nginx-w${n}`);
-    rows.push([String(n), g ? fmt(g.rps) : 'failed', g ? fmt(g.p99, 2) : '', x ? fmt(x.rps) : 'failed', x ? fmt(x.p99, 2) : '', g && x ? `${(g.rps / x.rps).toFixed(2)}x` : '-']);
+    rows.push([String(n), g ? fmt(g.rps) : 'failed', g ? fmt(g.p99, 2) : '', x ? fmt(x.rps) : 'failed', x ? fmt(x.p99, 2) : '', g && x ? `${ratio(g, x).toFixed(2)}x` : '-']);
   }
   console.log('\nworkers sweep: gateway --workers N (a primary + N workers), nginx master + worker_processes N;');
   console.log('N = 1 on core 0; N = 2 on both cores, sharing core 1 with wrk and the upstream (see README)');
@@ -316,7 +328,7 @@ function reportSweep(results) {
   const g2 = okRow(sweep, 'gateway-w2');
   const n1 = okRow(sweep, 'nginx-w1');
   const n2 = okRow(sweep, 'nginx-w2');
-  if (g1 && g2) console.log(`  scaling 1 -> 2 workers: gateway ${(g2.rps / g1.rps).toFixed(2)}x${n1 && n2 ? `, nginx ${(n2.rps / n1.rps).toFixed(2)}x` : ''}`);
+  if (g1 && g2) console.log(`  scaling 1 -> 2 workers: gateway ${ratio(g2, g1).toFixed(2)}x${n1 && n2 ? `, nginx ${ratio(n2, n1).toFixed(2)}x` : ''}`);
 }
 
 // Per contender, this run against the previous recorded one (bench/results/latest.json).
@@ -379,6 +391,15 @@ function report(results, opts, previous) {
 // ---------------------------------------------------------------- main
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
+  if (opts.report) {
+    // The tables of a run already made (its JSON), as this version of the bench reports them.
+    const data = JSON.parse(fs.readFileSync(opts.report, 'utf8'));
+    const o = { ...opts, connections: data.wrk.connections, duration: data.wrk.duration, runs: data.wrk.runs };
+    console.log(`run of ${data.date}, commit ${data.commit}, load ${data.loadAverageAtStart} at start, ${data.loadAverageAtEnd} at the end`);
+    reportMain(data.results, o);
+    reportSweep(data.results);
+    return 0;
+  }
   const names = CONTENDERS.map((c) => c.name);
   const unknown = (opts.only ?? []).filter((n) => !names.includes(n));
   if (unknown.length) throw new Error(`unknown contender(s) ${unknown.join(', ')}; known: ${names.join(', ')}`);
