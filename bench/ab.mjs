@@ -6,17 +6,18 @@
 // this was written on. Used to weigh each hot-path change (bench/README.md, "A/B of two builds").
 //
 //   node bench/ab.mjs --a dist/src/cli.js --b /path/to/other/cli.js [--a-args "..."] [--b-args "..."]
-//                     [--rounds 3] [--duration 5]
+//                     [--a-node "..."] [--b-node "..."] [--rounds 3] [--duration 5]
 //
 // A side is a gateway CLI path (run with the bench's flags, as run.mjs does) plus extra flags, e.g.
-// `--a-args "--upstream-client undici"`. Prints each round's req/s and B/A, then the median B/A.
+// `--a-args "--upstream-client undici"`, and Node flags before it (`--b-node "--max-semi-space-size=32"`).
+// Prints each round's req/s and B/A, then the median B/A.
 import path from 'node:path';
 import {
   ROOT, cleanup, ensureTools, freePort, median, mkTemp, node, parseWrk, runMain, start, startNginx, stop, waitFor200, wrk,
 } from './lib.mjs';
 
 function parseArgs(argv) {
-  const o = { a: 'dist/src/cli.js', b: 'dist/src/cli.js', aArgs: '', bArgs: '', rounds: 3, duration: 5 };
+  const o = { a: 'dist/src/cli.js', b: 'dist/src/cli.js', aArgs: '', bArgs: '', aNode: '', bNode: '', rounds: 3, duration: 5 };
   for (let i = 0; i < argv.length; i++) {
     const v = () => argv[++i];
     const flag = argv[i];
@@ -24,9 +25,11 @@ function parseArgs(argv) {
     else if (flag === '--b') o.b = v();
     else if (flag === '--a-args') o.aArgs = v();
     else if (flag === '--b-args') o.bArgs = v();
+    else if (flag === '--a-node') o.aNode = v();
+    else if (flag === '--b-node') o.bNode = v();
     else if (flag === '--rounds') o.rounds = Number(v());
     else if (flag === '--duration') o.duration = Number(v());
-    else throw new Error(`unknown argument ${flag}; usage: node bench/ab.mjs --a CLI --b CLI [--a-args ...] [--b-args ...] [--rounds N] [--duration S]`);
+    else throw new Error(`unknown argument ${flag}; usage: node bench/ab.mjs --a CLI --b CLI [--a-args ...] [--b-args ...] [--a-node ...] [--b-node ...] [--rounds N] [--duration S]`);
   }
   return o;
 }
@@ -45,9 +48,9 @@ async function main() {
   const up = startNginx('upstream', dir, `server { listen unix:${sock}; access_log off; location / { return 200 "ok\\n"; } }`, 1);
   await waitFor200({ socketPath: sock }, up, 'upstream nginx');
   const sides = [];
-  for (const [name, cli, extra] of [['A', o.a, o.aArgs], ['B', o.b, o.bArgs]]) {
+  for (const [name, cli, extra, flags] of [['A', o.a, o.aArgs, o.aNode], ['B', o.b, o.bArgs, o.bNode]]) {
     const port = await freePort();
-    const child = start(name, node, gateway(cli, extra, port, sock), { cpu: 0 });
+    const child = start(name, node, [...flags.split(' ').filter(Boolean), ...gateway(cli, extra, port, sock)], { cpu: 0 });
     await waitFor200({ host: '127.0.0.1', port }, child, name);
     sides.push({ name, url: `http://127.0.0.1:${port}/`, child });
   }
@@ -59,7 +62,7 @@ async function main() {
     ratios.push(b.rps / a.rps);
     console.log(`round ${i}: A ${a.rps.toFixed(0)} req/s, B ${b.rps.toFixed(0)} req/s, B/A ${(b.rps / a.rps).toFixed(3)}`);
   }
-  console.log(`A = ${o.a} ${o.aArgs}\nB = ${o.b} ${o.bArgs}\nmedian B/A = ${median(ratios).toFixed(3)} (above 1: B costs less per request)`);
+  console.log(`A = node ${o.aNode} ${o.a} ${o.aArgs}\nB = node ${o.bNode} ${o.b} ${o.bArgs}\nmedian B/A = ${median(ratios).toFixed(3)} (above 1: B costs less per request)`);
   for (const s of sides) await stop(s.child);
   await cleanup();
   return 0;
