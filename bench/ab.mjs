@@ -13,7 +13,7 @@
 // Prints each round's req/s and B/A, then the median B/A.
 import path from 'node:path';
 import {
-  ROOT, cleanup, ensureTools, freePort, median, mkTemp, node, parseWrk, runMain, start, startNginx, stop, waitFor200, wrk,
+  ROOT, cleanup, ensureTools, freePort, median, node, parseWrk, runMain, start, startTinyUpstream, stop, waitFor200, wrk,
 } from './lib.mjs';
 
 function parseArgs(argv) {
@@ -43,10 +43,7 @@ async function main() {
   const o = parseArgs(process.argv.slice(2));
   const missing = await ensureTools(['wrk', 'nginx']);
   if (missing.wrk || missing.nginx) throw new Error(missing.wrk || missing.nginx);
-  const dir = mkTemp('bench-ab-');
-  const sock = path.join(dir, 'upstream.sock');
-  const up = startNginx('upstream', dir, `server { listen unix:${sock}; access_log off; location / { return 200 "ok\\n"; } }`, 1);
-  await waitFor200({ socketPath: sock }, up, 'upstream nginx');
+  const { sock } = await startTinyUpstream();
   const sides = [];
   for (const [name, cli, extra, flags] of [['A', o.a, o.aArgs, o.aNode], ['B', o.b, o.bArgs, o.bNode]]) {
     const port = await freePort();

@@ -231,6 +231,27 @@ export function startNginx(name, dir, httpBody, cpu, { workers, connections } = 
   return start(name, 'nginx', ['-p', dir, '-e', `${dir}/error.log`, '-c', conf], { cpu });
 }
 
+/**
+ * The benches' shared upstream, on core 1: nginx answering a fixed tiny `200 ok\n` on a Unix socket
+ * (what the proxies use) and, with `tcpPort`, on 127.0.0.1 too (run.mjs's "direct" row).
+ * keepalive_requests is raised so no connection is recycled mid-run.
+ */
+export async function startTinyUpstream(tcpPort) {
+  const dir = mkTemp('bench-upstream-');
+  const sock = path.join(dir, 'upstream.sock');
+  const child = startNginx('upstream', dir, `
+  keepalive_requests 10000000;
+  keepalive_timeout 120s;
+  server {
+    listen unix:${sock};${tcpPort ? `\n    listen 127.0.0.1:${tcpPort};` : ''}
+    access_log off;
+    location / { default_type text/plain; return 200 "ok\\n"; }
+  }`, 1);
+  await waitFor200({ socketPath: sock }, child, 'upstream nginx (unix socket)');
+  if (tcpPort) await waitFor200({ host: '127.0.0.1', port: tcpPort }, child, 'upstream nginx (tcp)');
+  return { sock, child };
+}
+
 // Caddy on 127.0.0.1:port with `reverse_proxy unix/SOCK`; `options` goes inside the
 // reverse_proxy block (e.g. lb_try_duration). No admin endpoint, no access log.
 export function startCaddy(name, { port, sock, options = '', cpu }) {

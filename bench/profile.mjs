@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  ROOT, ensureTools, freePort, mkTemp, node, runMain, start, startNginx, stop, waitFor200, wrk,
+  ROOT, ensureTools, freePort, node, runMain, start, startTinyUpstream, stop, waitFor200, wrk,
 } from './lib.mjs';
 
 const GATEWAY_CLI = path.resolve(ROOT, process.env.BENCH_GATEWAY || 'dist/src/cli.js');
@@ -52,10 +52,7 @@ async function main() {
   const o = parseArgs(process.argv.slice(2));
   const missing = await ensureTools(['wrk', 'nginx']);
   if (missing.wrk || missing.nginx) throw new Error(missing.wrk || missing.nginx);
-  const dir = mkTemp('bench-profile-');
-  const sock = path.join(dir, 'upstream.sock');
-  const up = startNginx('upstream', dir, `server { listen unix:${sock}; access_log off; location / { return 200 "ok\\n"; } }`, 1);
-  await waitFor200({ socketPath: sock }, up, 'upstream nginx');
+  const { sock } = await startTinyUpstream();
   const port = await freePort();
   const profDir = path.join(ROOT, 'bench/.work/profile');
   fs.rmSync(profDir, { recursive: true, force: true });

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   BENCH, CAN_PIN, ROOT, checkMachine, children, ensureTools, freePort, gitCommit, groupCpuMs, median, mkTemp, node,
-  nginxProxyServer, parseWrk, printTable, runMain, start, startCaddy, startNginx, stop, waitFor200, wrk,
+  nginxProxyServer, parseWrk, printTable, runMain, start, startCaddy, startNginx, startTinyUpstream, stop, waitFor200, wrk,
   writeConf, writeWorkJson,
 } from './lib.mjs';
 
@@ -48,24 +48,6 @@ function parseArgs(argv) {
     if (!Number.isInteger(opts[k]) || opts[k] < 1) throw new Error(`--${k} must be a positive integer`);
   }
   return opts;
-}
-
-// The shared upstream: a fixed tiny 200, on the Unix socket and on TCP (for "direct").
-// keepalive_requests is raised so client connections are never recycled mid-run.
-async function startUpstream(port) {
-  const dir = mkTemp('bench-upstream-');
-  const sock = path.join(dir, 'upstream.sock');
-  const child = startNginx('upstream', dir, `
-  keepalive_requests 10000000;
-  keepalive_timeout 120s;
-  server {
-    listen unix:${sock};
-    listen 127.0.0.1:${port};
-    location / { default_type text/plain; return 200 "ok\\n"; }
-  }`, 1);
-  await waitFor200({ socketPath: sock }, child, 'upstream nginx (unix socket)');
-  await waitFor200({ host: '127.0.0.1', port }, child, 'upstream nginx (tcp)');
-  return { sock, child };
 }
 
 // ---------------------------------------------------------------- contenders
@@ -417,7 +399,7 @@ async function main() {
   if (missing.nginx) throw new Error(`${missing.nginx}; nginx is also the shared upstream`);
 
   const tcpPort = await freePort();
-  const upstream = await startUpstream(tcpPort);
+  const upstream = await startTinyUpstream(tcpPort);
   console.error(`upstream nginx on unix:${upstream.sock} and 127.0.0.1:${tcpPort}`);
 
   const results = [];
