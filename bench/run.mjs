@@ -158,6 +158,16 @@ backend app
       path.join(BENCH, 'peers/undici-proxy.mjs'), '--listen', `127.0.0.1:${port}`, '--upstream', sock,
     ], { cpu: 0 }),
   },
+  {
+    // Opt-in (named in --only): both sides on Node's native parser over raw sockets, no features:
+    // what a Node proxy could reach (docs/performance.md).
+    name: 'native-floor',
+    optIn: true,
+    needs: [],
+    start: ({ port, sock }) => start('native-floor', node, [
+      path.join(BENCH, 'peers/native-floor.mjs'), '--listen', `127.0.0.1:${port}`, '--upstream', sock,
+    ], { cpu: 0 }),
+  },
   ...sweepRows,
 ];
 
@@ -385,8 +395,8 @@ async function main() {
   const names = CONTENDERS.map((c) => c.name);
   const unknown = (opts.only ?? []).filter((n) => !names.includes(n));
   if (unknown.length) throw new Error(`unknown contender(s) ${unknown.join(', ')}; known: ${names.join(', ')}`);
-  // Sweep rows run with --workers-sweep, or when named in --only.
-  const selected = CONTENDERS.filter((c) => (opts.only ? opts.only.includes(c.name) : !c.sweep || opts.workersSweep));
+  // Sweep rows run with --workers-sweep, opt-in rows never by default; any row when named in --only.
+  const selected = CONTENDERS.filter((c) => (opts.only ? opts.only.includes(c.name) : !c.optIn && (!c.sweep || opts.workersSweep)));
   let previous = null;
   try { previous = JSON.parse(fs.readFileSync(RECORDED, 'utf8')); } catch { /* none recorded yet */ }
 
