@@ -405,7 +405,10 @@ for (const kind of SERVERS) {
       // said of where: near the test's limit, print each step's time so far and what the gateway said.
       const steps: string[] = [];
       const step = (what: string) => steps.push(`${what} +${(now() - t0).toFixed(0)} ms`);
-      const watchdog = setTimeout(() => print(`${kind.name} SIGKILL: near the time limit; steps: ${steps.join(', ')}\n${diagnostics()}\n--- gateway output:\n${gw!.output().slice(-4000)}`), 55_000);
+      const watchdog = setTimeout(() => {
+        const markersAtApp = readRecord(record).filter((l) => l.id.startsWith('marker-')).map((l) => `${l.what} ${l.id} pid ${l.pid} +${(l.t - t0).toFixed(0)} ms`);
+        print(`${kind.name} SIGKILL: near the time limit; steps: ${steps.join(', ')}; markers at the app: ${markersAtApp.join(', ') || 'none'}\n${diagnostics()}\n--- gateway output:\n${gw!.output().slice(-4000)}`);
+      }, 55_000);
       watchdog.unref();
       // Every load request spends 20 ms in the app, so some are always inside it.
       const load = new Load(gw!.url, 'kill', '?sleep=0.02');
