@@ -127,7 +127,7 @@ class Job {
     readonly req: UpstreamRequest,
     readonly handler: UpstreamHandler,
   ) {
-    this.abort = (err?: Error) => pool.abortJob(this, err ?? new UpstreamError('UND_ERR_ABORTED', 'Request aborted'));
+    this.abort = (err?: Error) => pool.failJob(this, err ?? new UpstreamError('UND_ERR_ABORTED', 'Request aborted'));
     this.resume = () => this.conn?.resumeFor(this);
   }
 }
@@ -675,10 +675,6 @@ export class NativePool implements UpstreamPool {
       if (i !== -1) this.queue.splice(i, 1);
     }
     job.handler.onError(err);
-  }
-
-  abortJob(job: Job, err: Error): void {
-    this.failJob(job, err);
   }
 
   close(): Promise<void> {
