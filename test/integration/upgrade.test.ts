@@ -73,7 +73,20 @@ describe('USR2 with the supervisor and a running app server', () => {
     await sleep(400);
     gw.proc.kill('SIGUSR2');
     // While both run, the old PID is in .oldbin and the new one in the PID file.
-    await waitUntil(() => existsSync(`${gwPid}.oldbin`) || readPid(gwPid) !== oldPid, 10_000, 'the PID file to move');
+    // Checked in this order, the rename can fall between the two: neither file is there then, and
+    // reading the PID file threw (ENOENT) instead of waiting on (a CI failure).
+    await waitUntil(
+      () => {
+        if (existsSync(`${gwPid}.oldbin`)) return true;
+        try {
+          return readPid(gwPid) !== oldPid;
+        } catch {
+          return existsSync(`${gwPid}.oldbin`); // renamed in between
+        }
+      },
+      10_000,
+      'the PID file to move',
+    );
     const exited = await gw.exited;
     const newPid = readPid(gwPid);
     await sleep(400);
