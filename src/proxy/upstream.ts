@@ -67,7 +67,21 @@ export interface NativePoolOptions {
   socketCheck: SocketCheck;
   /** Largest response head, in bytes (undici's and Node's default: 16 KiB). */
   maxHeaderSize?: number;
+  /** What the pool learnt of the app, shared with the pool that replaces it (a restart's). */
+  traits?: AppTraits;
 }
+
+export interface AppTraits {
+  /**
+   * The app keeps connections open after a response (Puma, Thin); Unicorn closes each one. Taken
+   * as false after CLOSED_RUN answers in a row closed their connection (a busy Puma closes some).
+   */
+  keepsAlive: boolean;
+  /** Answers in a row that closed their connection. */
+  closedRun: number;
+}
+
+const CLOSED_RUN = 8;
 
 /** An error with undici's code for the same failure (errors.ts maps them). */
 export class UpstreamError extends Error {
@@ -173,6 +187,10 @@ class Conn {
   private deadline = 0;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = 0;
+  /** The app has answered on this connection, so it accepted it (see NativePool.mayGrow). */
+  proven = false;
+  /** When it was opened (performance.now()). */
+  readonly openedAt = performance.now();
 
   constructor(
     readonly pool: NativePool,
@@ -413,6 +431,14 @@ class Conn {
       this.destroy();
       return 1;
     }
+    if (!this.proven) this.pool.proven(this);
+    const traits = this.pool.traits;
+    if (keepAlive) {
+      if (traits.closedRun !== 0) {
+        traits.closedRun = 0;
+        traits.keepsAlive = true;
+      }
+    } else if (++traits.closedRun >= CLOSED_RUN) traits.keepsAlive = false;
     if (upgrade) {
       this.pool.failJob(job, new UpstreamError('UND_ERR_SOCKET', 'bad upgrade'));
       return 1;
@@ -566,8 +592,24 @@ class Conn {
   }
 }
 
+/** A new connection the app has not answered on stops the pool's growth for this long at most. */
+const PROBE_MS = 250;
+
 export class NativePool implements UpstreamPool {
   private readonly conns = new Set<Conn>();
+  /**
+   * New connections the app has not answered on yet. While one is younger than PROBE_MS the pool
+   * opens no other: requests queue here, in order, for the connections the app serves. An app
+   * server that is busy leaves a new connection in its listen queue while it serves the ones it
+   * has (Puma accepts only when a thread is idle; its threads wait on a keep-alive connection for
+   * its next request, which a busy pool sends at once), and a request sent on it waited until the
+   * load dropped, or the read timeout's 504: after a restart under load the pool opened its 32
+   * connections at once for the released requests, the app accepted a few, and 21 requests waited
+   * 60 s (test/integration/hold-app-servers.test.ts). One probe at a time, the pool grows as fast
+   * as the app answers on new connections, and stops growing when the app stops accepting.
+   */
+  private readonly unproven: Conn[] = [];
+  private growTimer: NodeJS.Timeout | null = null;
   private readonly idle: Conn[] = [];
   private readonly queue: Job[] = [];
   private closing = false;
@@ -575,7 +617,12 @@ export class NativePool implements UpstreamPool {
   private closedWaiters: (() => void)[] = [];
   private sweeper: NodeJS.Timeout | null = null;
 
-  constructor(readonly options: NativePoolOptions) {}
+  readonly traits: AppTraits;
+
+  constructor(readonly options: NativePoolOptions) {
+    // Unknown: taken as keeping connections alive, the case that needs the care.
+    this.traits = options.traits ?? { keepsAlive: true, closedRun: 0 };
+  }
 
   dispatch(req: UpstreamRequest, handler: UpstreamHandler): boolean {
     const job = new Job(this, req, handler);
@@ -585,9 +632,46 @@ export class NativePool implements UpstreamPool {
     }
     const conn = this.idle.pop();
     if (conn !== undefined) conn.start(job);
-    else if (this.conns.size < this.options.connections) this.open(job);
+    else if (this.queue.length === 0 && this.mayGrow()) this.open(job);
     else this.queue.push(job);
     return true;
+  }
+
+  /** Whether a new connection may open: below the bound, and no recent one unanswered (`unproven`). */
+  private mayGrow(): boolean {
+    if (this.conns.size >= this.options.connections) return false;
+    // An app that closes every connection after its answer (Unicorn) accepts new ones as it can
+    // serve them: every connection there is new, and none is kept busy over the others.
+    if (this.unproven.length === 0 || !this.traits.keepsAlive) return true;
+    const youngest = (this.unproven[this.unproven.length - 1] as Conn).openedAt;
+    const wait = youngest + PROBE_MS - performance.now();
+    if (wait <= 0) return true;
+    if (this.growTimer === null) {
+      this.growTimer = setTimeout(() => {
+        this.growTimer = null;
+        this.flush();
+      }, wait + 1);
+      this.growTimer.unref();
+    }
+    return false;
+  }
+
+  /** The app answered on a new connection: the pool may grow again. */
+  proven(conn: Conn): void {
+    conn.proven = true;
+    this.unprove(conn);
+  }
+
+  private unprove(conn: Conn): void {
+    const i = this.unproven.indexOf(conn);
+    if (i === -1) return;
+    this.unproven.splice(i, 1);
+    if (this.queue.length > 0) queueMicrotask(() => this.flush());
+  }
+
+  /** Queued requests onto new connections, while the pool may grow. */
+  private flush(): void {
+    while (this.queue.length > 0 && !this.destroyed && this.mayGrow()) this.open(this.queue.shift() as Job);
   }
 
   get stats(): PoolStats {
@@ -607,7 +691,9 @@ export class NativePool implements UpstreamPool {
       process.nextTick(() => this.failJob(job, bad));
       return;
     }
-    this.conns.add(new Conn(this, job));
+    const conn = new Conn(this, job);
+    this.conns.add(conn);
+    this.unproven.push(conn);
   }
 
   /** A connection is free: the next queued request takes it, else it waits idle. */
@@ -652,10 +738,8 @@ export class NativePool implements UpstreamPool {
     const i = this.idle.indexOf(conn);
     if (i !== -1) this.idle.splice(i, 1);
     if (!this.conns.delete(conn)) return;
-    if (this.queue.length > 0 && !this.destroyed && this.conns.size < this.options.connections) {
-      const next = this.queue.shift() as Job;
-      this.open(next);
-    }
+    if (!conn.proven) this.unprove(conn);
+    if (this.queue.length > 0) this.flush();
     if (this.conns.size === 0 && this.closedWaiters.length > 0 && this.queue.length === 0) {
       for (const w of this.closedWaiters.splice(0)) w();
     }

@@ -239,6 +239,55 @@ describe('native upstream client', () => {
     expect(p.stats).toMatchObject({ free: 1, pending: 0, running: 0 });
   });
 
+  it('opens one new connection at a time to an app that keeps connections alive: one the app leaves waiting holds one request, not all', async () => {
+    // Puma's way under load: it serves the connections it has and leaves a new one in its listen
+    // queue. Here the app answers on its first connection only, until told otherwise.
+    let serveAll = false;
+    const waiting: (() => void)[] = [];
+    const a = await app((c, all) => {
+      const first = all.length === 1;
+      onHeads(c, () => {
+        const answer = () => setTimeout(() => c.socket.write(ok('k')), 5);
+        if (first || serveAll) answer();
+        else waiting.push(answer);
+      });
+    });
+    const p = pool(a.path, { connections: 8 });
+    await send(p);
+    const done: string[] = [];
+    const all = Array.from({ length: 10 }, (_, i) => send(p, { path: `/${i}` }).then(() => void done.push(`/${i}`)));
+    // Nine answered on the first connection, in order; one sent on a second, new connection.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(done).toHaveLength(9);
+    expect(a.conns).toHaveLength(2);
+    expect(a.conns[0]!.text().match(/GET \/\d*/g)).toEqual(['GET /', 'GET /0', 'GET /2', 'GET /3', 'GET /4', 'GET /5', 'GET /6', 'GET /7', 'GET /8', 'GET /9']);
+    expect(a.conns[1]!.text().match(/GET \/\d*/g)).toEqual(['GET /1']);
+    // The app gets to it: the last one is answered there.
+    serveAll = true;
+    for (const w of waiting.splice(0)) w();
+    await Promise.all(all);
+    expect(done).toHaveLength(10);
+  });
+
+  it('opens new connections at once to an app that closes each one after its answer (Unicorn)', async () => {
+    let open = 0;
+    let most = 0;
+    const a = await app((c) => {
+      open++;
+      most = Math.max(most, open);
+      c.socket.on('close', () => open--);
+      onHeads(c, () => setTimeout(() => c.socket.end(ok('u', 'Connection: close\r\n')), 50));
+    });
+    const p = pool(a.path, { connections: 8 });
+    // Eight answers in a row say the app closes its connections (a busy Puma closes some): from
+    // then on no probing.
+    for (let i = 0; i < 8; i++) await send(p);
+    most = 0;
+    await Promise.all(Array.from({ length: 4 }, () => send(p)));
+    expect(most).toBe(4);
+    expect(a.conns).toHaveLength(12);
+  });
+
   it('reports a missing socket with its system code, for the gate', async () => {
     await expect(send(pool(join(dir, 'none.sock')))).rejects.toMatchObject({ code: 'ENOENT' });
   });
