@@ -76,6 +76,12 @@ export interface ExchangeOwner {
  * A legacy-style undici handler: undici calls these directly, with raw header buffers. It is also
  * the gate's Waiter: a held exchange is released (dispatched) or expired (503) by the gate.
  */
+/** `first`, then what `rest` still has. */
+async function* prepend(first: Buffer, rest: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
+  yield first;
+  for await (const chunk of rest) yield chunk;
+}
+
 export class Exchange implements Waiter {
   private abortUpstream: ((err: Error) => void) | undefined;
   private resumeUpstream: (() => void) | undefined;
@@ -384,7 +390,12 @@ export class Exchange implements Waiter {
     // app had closed a pooled connection as it was reused; Puma's USR2 closes them all).
     const unsent = !this.connected || (err as { requestNotSent?: boolean }).requestNotSent === true;
     const notWritten = unsent && (code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET') && this.unreadResets < 3;
-    if (notWritten) this.unreadResets++;
+    if (notWritten) {
+      this.unreadResets++;
+      // A streamed body whose first write failed: its first chunk comes back, the rest is unread.
+      const first = (err as { unsentFirst?: Buffer }).unsentFirst;
+      if (first && this.opts?.body != null) this.opts = { ...this.opts, body: prepend(first, this.opts.body as AsyncIterable<Buffer>) };
+    }
     // Connecting failed: nothing was sent, so any method may wait for the app server to return.
     if (this.status === 0 && (DOWN_CODES.has(code) || notWritten) && !this.res.destroyed) {
       this.park('down', err);

@@ -131,6 +131,13 @@ class Job {
   status = 0;
   /** Interim (1xx) responses so far. */
   interim = 0;
+  /**
+   * Writes to the socket of a streamed body's request, and the chunk that went with the head. A
+   * stream (not an iterator, which may hold a chunk it pulled) can be handed back unread.
+   */
+  writes = 0;
+  first: Buffer | null = null;
+  rewindable = false;
   /** Stops writing the body (it was abandoned). */
   stopBody: (() => void) | null = null;
   readonly abort: (err?: Error) => void;
@@ -282,6 +289,9 @@ class Conn {
    */
   private pump(job: Job, body: NodeJS.ReadableStream | AsyncIterable<Buffer>, chunked: boolean, head: string): void {
     const socket = this.socket;
+    const stream = body as NodeJS.ReadableStream & { on?: unknown; pause?: unknown };
+    const readable = typeof stream.on === 'function' && typeof stream.pause === 'function';
+    job.rewindable = readable;
     let pendingHead: string | null = head;
     const sendHead = () => {
       socket.write(pendingHead as string, 'latin1');
@@ -290,8 +300,13 @@ class Conn {
     const write = (chunk: Buffer): boolean => {
       if (this.job === job) this.arm(HEADERS, this.pool.options.readTimeout);
       if (chunk.length === 0) return true;
+      job.writes++;
       socket.cork();
-      if (pendingHead !== null) sendHead();
+      if (pendingHead !== null) {
+        sendHead();
+        // Kept in case this first write fails (onClose): the rest of a stream is still unread.
+        if (readable) job.first = chunk;
+      }
       let ok: boolean;
       if (!chunked) ok = socket.write(chunk);
       else {
@@ -305,6 +320,7 @@ class Conn {
     const end = () => {
       job.stopBody = null;
       if (job.over || this.closed || this.job !== job) return;
+      if (pendingHead !== null || chunked) job.writes++;
       socket.cork();
       if (pendingHead !== null) sendHead();
       if (chunked) socket.write('0\r\n\r\n', 'latin1');
@@ -312,8 +328,7 @@ class Conn {
       job.sent = true;
       this.arm(HEADERS, this.pool.options.readTimeout);
     };
-    const stream = body as NodeJS.ReadableStream & { on?: unknown; pause?: unknown };
-    if (typeof stream.on === 'function' && typeof stream.pause === 'function') {
+    if (readable) {
       const onData = (chunk: Buffer) => {
         if (!write(chunk)) {
           stream.pause();
@@ -534,12 +549,24 @@ class Conn {
     this.pool.forget(this);
     this.parser.close();
     if (job !== null && !job.over) {
-      const err: Error & { requestNotSent?: boolean; code?: string } = this.error ?? new UpstreamError('UND_ERR_SOCKET', 'other side closed');
-      // EPIPE comes from a write, and a request without a streamed body is one write, its head
-      // with its body: that write failed, so the app had closed the connection (an idle one it
-      // dropped as we reused it) before any byte of this request. A streamed body is not said
-      // unsent: the chunk that went with the head is gone.
-      if (err.code === 'EPIPE' && job.status === 0 && (job.req.body == null || Buffer.isBuffer(job.req.body))) err.requestNotSent = true;
+      const err: Error & { requestNotSent?: boolean; unsentFirst?: Buffer; code?: string } = this.error ?? new UpstreamError('UND_ERR_SOCKET', 'other side closed');
+      const body = job.req.body;
+      if (job.status === 0 && job.rewindable && job.writes === 0) {
+        // A streamed body's head waits for its first chunk: nothing of this request was written
+        // (the app closed an idle connection as we reused it) and its body is all still unread.
+        err.requestNotSent = true;
+      } else if (err.code === 'EPIPE' && job.status === 0) {
+        // EPIPE comes from a write, and a request without a streamed body is one write, its head
+        // with its body: that write failed, so the app had closed the connection (an idle one it
+        // dropped as we reused it; Puma's USR2 closes them all) before any byte of this request.
+        // The same for a stream's first write (its head with its first chunk, one write under
+        // 64 KiB): that chunk is handed back, the rest of the stream is still unread.
+        if (body == null || Buffer.isBuffer(body)) err.requestNotSent = true;
+        else if (job.rewindable && job.writes === 1 && job.first !== null && job.first.length < 65536) {
+          err.requestNotSent = true;
+          err.unsentFirst = job.first;
+        }
+      }
       this.pool.failJob(job, err);
     }
   }

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NativePool, type UpstreamRequest } from '../../src/proxy/upstream.js';
 
@@ -286,6 +286,32 @@ describe('native upstream client', () => {
     await Promise.all(Array.from({ length: 4 }, () => send(p)));
     expect(most).toBe(4);
     expect(a.conns).toHaveLength(12);
+  });
+
+  it('says a streamed request unsent when the app closed the pooled connection before its first write, its body unread', async () => {
+    const a = await app((c) => onHeads(c, () => c.socket.write(ok('hi'))));
+    const p = pool(a.path);
+    await send(p);
+    // The app drops the idle connection as the next request takes it; the body has no byte yet.
+    a.conns[0]!.socket.destroy();
+    const body = new PassThrough();
+    const err = await send(p, { method: 'POST', headers: ['Host', 'app', 'Content-Length', '5'], body }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ requestNotSent: true });
+    body.end('hello');
+    expect(Buffer.concat(await body.toArray()).toString()).toBe('hello');
+  });
+
+  it('says a streamed request unsent when its first write (head and first chunk) failed with EPIPE, and hands that chunk back', async () => {
+    const a = await app((c) => onHeads(c, () => c.socket.write(ok('hi'))));
+    const p = pool(a.path);
+    await send(p);
+    a.conns[0]!.socket.destroy();
+    const body = new PassThrough();
+    body.write('hel');
+    const err = await send(p, { method: 'POST', headers: ['Host', 'app', 'Content-Length', '5'], body }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'EPIPE', requestNotSent: true, unsentFirst: Buffer.from('hel') });
+    body.end('lo');
+    expect(Buffer.concat(await body.toArray()).toString()).toBe('lo');
   });
 
   it('reports a missing socket with its system code, for the gate', async () => {
