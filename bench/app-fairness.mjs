@@ -1,25 +1,28 @@
-// How requests fare through the gateway against a real, busy Puma (Debian's puma 5.6, its default
-// 5 threads, the test fixture's Rack app): 12 closed loops (half keep-alive) and one new request
-// every 25 ms, each spending 20 ms in the app, so Puma is always full. Prints requests/s and the
-// latency spread per round; the pool's growth rule (docs/proxy.md) is what this measures. With
-// `--a PATH` a second build runs in alternate rounds against the same Puma.
+// How requests fare through the gateway against a real, busy app server (Debian's puma 5.6 with
+// its default 5 threads, or unicorn with 4 workers, or thin; the test fixture's Rack app): 12
+// closed loops (half keep-alive) and one new request every 25 ms, each spending 20 ms in the app,
+// so the server is always full. Prints requests/s and the latency spread per round; the pool's
+// growth rule (docs/proxy.md) is what this measures. With `--a PATH` a second build runs in
+// alternate rounds against the same server.
 //
-//   node bench/app-fairness.mjs [--duration 5] [--runs 2] [--a BASE/dist/src/cli.js]
+//   node bench/app-fairness.mjs [--server puma|unicorn|thin] [--duration 5] [--runs 2] [--a BASE/dist/src/cli.js]
 import path from 'node:path';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
-import { ROOT, ensureTools, freePort, mkTemp, node, runMain, start, stop, waitFor200 } from './lib.mjs';
+import { ROOT, ensureTools, freePort, mkTemp, node, runMain, start, stop, waitFor200, writeConf } from './lib.mjs';
 
 function parseArgs(argv) {
-  const o = { duration: 5, runs: 2, a: null };
+  const o = { server: 'puma', duration: 5, runs: 2, a: null };
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--duration') o.duration = Number(argv[++i]);
+    if (argv[i] === '--server') o.server = argv[++i];
+    else if (argv[i] === '--duration') o.duration = Number(argv[++i]);
     else if (argv[i] === '--runs') o.runs = Number(argv[++i]);
     else if (argv[i] === '--a') o.a = path.resolve(argv[++i]);
-    else throw new Error(`unknown argument ${argv[i]}; usage: node bench/app-fairness.mjs [--duration S] [--runs N] [--a PATH]`);
+    else throw new Error(`unknown argument ${argv[i]}; usage: node bench/app-fairness.mjs [--server puma|unicorn|thin] [--duration S] [--runs N] [--a PATH]`);
   }
+  if (!['puma', 'unicorn', 'thin'].includes(o.server)) throw new Error(`--server ${o.server}: puma, unicorn or thin`);
   return o;
 }
 
@@ -60,13 +63,19 @@ async function load(url, seconds) {
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
-  const missing = await ensureTools(['puma']);
-  if (missing.puma) throw new Error(missing.puma);
+  const missing = await ensureTools([o.server]);
+  if (missing[o.server]) throw new Error(missing[o.server]);
   const dir = mkTemp('bench-fairness-');
   const sock = path.join(dir, 'app.sock');
-  const puma = start('puma', 'puma', ['-e', 'production', '-b', `unix://${sock}`, path.join(ROOT, 'test/fixtures/rack/config.ru')]);
+  const rackup = path.join(ROOT, 'test/fixtures/rack/config.ru');
+  const args = {
+    puma: ['-e', 'production', '-b', `unix://${sock}`, rackup],
+    unicorn: ['-c', writeConf(dir, 'unicorn.rb', `listen ${JSON.stringify(sock)}\nworker_processes 4\n`), '-E', 'production', rackup],
+    thin: ['start', '--socket', sock, '-e', 'production', '-R', rackup],
+  }[o.server];
+  const app = start(o.server, o.server, args);
   for (let i = 0; !(await new Promise((r) => net.connect(sock).on('connect', function () { this.destroy(); r(true); }).on('error', () => r(false)))); i++) {
-    if (i > 300) throw new Error(`puma not accepting on ${sock}:\n${puma.tail}`);
+    if (i > 300) throw new Error(`${o.server} not accepting on ${sock}:\n${app.tail}`);
     await sleep(100);
   }
   const builds = [['gateway', path.join(ROOT, 'dist/src/cli.js')], ...(o.a ? [['A', o.a]] : [])];
@@ -79,7 +88,7 @@ async function main() {
       await stop(gw);
     }
   }
-  await stop(puma);
+  await stop(app);
   return 0;
 }
 

@@ -105,7 +105,7 @@ export function runMain(name, main) {
 }
 
 // ---------------------------------------------------------------- tools
-export const TOOLS = { wrk: 'wrk', nginx: 'nginx-light', haproxy: 'haproxy', caddy: 'caddy', puma: 'puma' };
+export const TOOLS = { wrk: 'wrk', nginx: 'nginx-light', haproxy: 'haproxy', caddy: 'caddy', puma: 'puma', unicorn: 'unicorn', thin: 'thin' };
 
 // Another job on this machine may be installing the same packages in the background;
 // wait for it rather than fight over the dpkg lock.

@@ -81,7 +81,7 @@ export interface AppTraits {
   closedRun: number;
 }
 
-const CLOSED_RUN = 8;
+const CLOSED_RUN = 3;
 
 /** An error with undici's code for the same failure (errors.ts maps them). */
 export class UpstreamError extends Error {
