@@ -72,16 +72,16 @@ export interface ExchangeOwner {
   intercept?(req: IncomingMessage, status: number): ((res: ServerResponse) => { status: number; bytes: number }) | undefined;
 }
 
-/**
- * A legacy-style undici handler: undici calls these directly, with raw header buffers. It is also
- * the gate's Waiter: a held exchange is released (dispatched) or expired (503) by the gate.
- */
 /** `first`, then what `rest` still has. */
 async function* prepend(first: Buffer, rest: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
   yield first;
   for await (const chunk of rest) yield chunk;
 }
 
+/**
+ * A legacy-style undici handler: undici calls these directly, with raw header buffers. It is also
+ * the gate's Waiter: a held exchange is released (dispatched) or expired (503) by the gate.
+ */
 export class Exchange implements Waiter {
   private abortUpstream: ((err: Error) => void) | undefined;
   private resumeUpstream: (() => void) | undefined;

@@ -300,7 +300,8 @@ class Conn {
     const write = (chunk: Buffer): boolean => {
       if (this.job === job) this.arm(HEADERS, this.pool.options.readTimeout);
       if (chunk.length === 0) return true;
-      job.writes++;
+      // Past the first write the first chunk is no longer needed (onClose hands back only that one).
+      if (++job.writes === 2) job.first = null;
       socket.cork();
       if (pendingHead !== null) {
         sendHead();
