@@ -292,28 +292,30 @@ describe('native upstream client', () => {
     expect(a.conns).toHaveLength(7);
   });
 
-  it('says a streamed request unsent when the app closed the pooled connection before its first write, its body unread', async () => {
+  /**
+   * A POST with a streamed body (some bytes already in it, or none yet) sent on a pooled connection
+   * whose app side was just destroyed, before the pool could see it close; resolves with its error.
+   */
+  async function postOnClosedConnection(body: PassThrough): Promise<unknown> {
     const a = await app((c) => onHeads(c, () => c.socket.write(ok('hi'))));
     const p = pool(a.path);
     await send(p);
-    // The app drops the idle connection as the next request takes it; the body has no byte yet.
     a.conns[0]!.socket.destroy();
+    return send(p, { method: 'POST', headers: ['Host', 'app', 'Content-Length', '5'], body }).catch((e: unknown) => e);
+  }
+
+  it('says a streamed request unsent when the app closed the pooled connection before its first write, its body unread', async () => {
+    // The body has no byte yet when the request takes the connection.
     const body = new PassThrough();
-    const err = await send(p, { method: 'POST', headers: ['Host', 'app', 'Content-Length', '5'], body }).catch((e: unknown) => e);
-    expect(err).toMatchObject({ requestNotSent: true });
+    expect(await postOnClosedConnection(body)).toMatchObject({ requestNotSent: true });
     body.end('hello');
     expect(Buffer.concat(await body.toArray()).toString()).toBe('hello');
   });
 
   it('says a streamed request unsent when its first write (head and first chunk) failed with EPIPE, and hands that chunk back', async () => {
-    const a = await app((c) => onHeads(c, () => c.socket.write(ok('hi'))));
-    const p = pool(a.path);
-    await send(p);
-    a.conns[0]!.socket.destroy();
     const body = new PassThrough();
     body.write('hel');
-    const err = await send(p, { method: 'POST', headers: ['Host', 'app', 'Content-Length', '5'], body }).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: 'EPIPE', requestNotSent: true, unsentFirst: Buffer.from('hel') });
+    expect(await postOnClosedConnection(body)).toMatchObject({ code: 'EPIPE', requestNotSent: true, unsentFirst: Buffer.from('hel') });
     body.end('lo');
     expect(Buffer.concat(await body.toArray()).toString()).toBe('lo');
   });
