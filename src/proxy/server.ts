@@ -103,7 +103,7 @@ export class ProxyServer implements ExchangeOwner {
       connectTimeout: config.proxyConnectTimeout,
       readTimeout: config.proxyReadTimeout,
       socketCheck,
-      traits: { keepsAlive: true, closedRun: 0 },
+      traits: { closedRun: 0 },
     };
     this.pool = createUpstreamPool(this.upstreamOptions);
     this.ctx = forwardContext(config);

@@ -73,11 +73,10 @@ export interface NativePoolOptions {
 
 export interface AppTraits {
   /**
-   * The app keeps connections open after a response (Puma, Thin); Unicorn closes each one. Taken
-   * as false after CLOSED_RUN answers in a row closed their connection (a busy Puma closes some).
+   * Answers in a row that closed their connection. From CLOSED_RUN on, the app is taken as one
+   * that closes each connection (Unicorn); below, as one that keeps them open (Puma, Thin; a busy
+   * Puma closes some).
    */
-  keepsAlive: boolean;
-  /** Answers in a row that closed their connection. */
   closedRun: number;
 }
 
@@ -449,12 +448,8 @@ class Conn {
     }
     if (!this.proven) this.pool.proven(this);
     const traits = this.pool.traits;
-    if (keepAlive) {
-      if (traits.closedRun !== 0) {
-        traits.closedRun = 0;
-        traits.keepsAlive = true;
-      }
-    } else if (++traits.closedRun >= CLOSED_RUN) traits.keepsAlive = false;
+    if (!keepAlive) traits.closedRun++;
+    else if (traits.closedRun !== 0) traits.closedRun = 0;
     if (upgrade) {
       this.pool.failJob(job, new UpstreamError('UND_ERR_SOCKET', 'bad upgrade'));
       return 1;
@@ -649,7 +644,7 @@ export class NativePool implements UpstreamPool {
 
   constructor(readonly options: NativePoolOptions) {
     // Unknown: taken as keeping connections alive, the case that needs the care.
-    this.traits = options.traits ?? { keepsAlive: true, closedRun: 0 };
+    this.traits = options.traits ?? { closedRun: 0 };
   }
 
   dispatch(req: UpstreamRequest, handler: UpstreamHandler): boolean {
@@ -670,7 +665,7 @@ export class NativePool implements UpstreamPool {
     if (this.conns.size >= this.options.connections) return false;
     // An app that closes every connection after its answer (Unicorn) accepts new ones as it can
     // serve them: every connection there is new, and none is kept busy over the others.
-    if (this.unproven.length === 0 || !this.traits.keepsAlive) return true;
+    if (this.unproven.length === 0 || this.traits.closedRun >= CLOSED_RUN) return true;
     const youngest = (this.unproven[this.unproven.length - 1] as Conn).openedAt;
     const wait = youngest + PROBE_MS - performance.now();
     if (wait <= 0) return true;
