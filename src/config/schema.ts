@@ -46,6 +46,7 @@ export const SCHEMA = {
   proxyReadTimeout: { kind: 'duration', default: '60s', doc: 'Time to the upstream response head (504), and longest pause inside its body (connection aborted).' },
   proxySendTimeout: { kind: 'duration', default: '60s', doc: 'Longest pause while the upstream does not read the request body; then 504 / abort.' },
   upstreamKeepaliveTimeout: { kind: 'duration', default: '4s', doc: "Idle time a pooled upstream connection is kept. Keep it below the app server's own (Puma: 20 s)." },
+  clientFastPath: { kind: 'bool', default: true, doc: "Serve the common request (HTTP/1.1, no body, no upgrade, its head in one read) on the gateway's own fast path, Node's C parser straight off the socket, and hand every other request, with its connection, to Node's HTTP server (docs/proxy.md). Off: Node's server takes every connection. Not used with an nginx.conf site or on a PROXY protocol listener. A reload applies it to the next request." },
   upstreamClient: { kind: 'enum', values: ['native', 'undici'], default: 'native', doc: "The HTTP client that talks to the app server: `native` (Node's own C parser, src/proxy/upstream.ts; the fastest) or `undici` (the client the gateway used first, kept as a fallback). Both behave the same; a reload switches." },
   upstreamConnections: { kind: 'count', default: 32, doc: "Most connections open to the upstream at once. Keep it below the app server's own limits: Thin keeps at most 100 persistent connections, and Puma waits on each idle keep-alive connection before serving others, so fewer connections drain held requests faster. With the native client, new connections to an app that keeps them alive open one at a time, each once the app answered on the one before (or after 250 ms): a busy Puma leaves new connections unaccepted (docs/proxy.md)." },
   shutdownTimeout: { kind: 'duration', default: '30s', doc: 'On QUIT/TERM, how long in-flight requests may take to finish before connections are cut.' },
@@ -112,6 +113,7 @@ export interface GatewayConfig {
   proxyReadTimeout: number;
   proxySendTimeout: number;
   upstreamKeepaliveTimeout: number;
+  clientFastPath: boolean;
   upstreamClient: 'native' | 'undici';
   upstreamConnections: number;
   shutdownTimeout: number;

@@ -22,6 +22,7 @@ import { sendErrorPage, type Site, type SiteLocation } from './site.js';
 import { escapeUri, route } from './rewrite.js';
 import { applyProxySetHeader } from './proxy-set-header.js';
 import { UpgradeProxy } from './upgrade.js';
+import { FastConnection, type FastOwner, type FastRequest, type FastResponse } from './fast-path.js';
 
 /** In a graceful stop, how long an idle keep-alive connection may still bring one last request. */
 const IDLE_GRACE_MS = 1000;
@@ -66,6 +67,8 @@ export class ProxyServer implements ExchangeOwner {
   private lastRefusalLog = 0;
   private refusedSinceLog = 0;
   private readonly servers: http.Server[] = [];
+  /** Connections on the fast path (fast-path.ts), closed when idle at the end of a graceful stop's grace. */
+  private readonly fastConnections = new Set<FastConnection>();
   private ctx: ForwardContext;
   private readonly upgrades: UpgradeProxy;
   readonly gate: Gate;
@@ -196,6 +199,7 @@ export class ProxyServer implements ExchangeOwner {
     // connection over a limit is closed before any of its bytes is read or parsed.
     const inner = server.listeners('connection') as ((socket: Socket) => void)[];
     server.removeAllListeners('connection');
+    const fastOwner = this.fastOwner(server, inner, c.maxHeaderSize);
     server.on('connection', (socket: Socket) => {
       const refused = this.overLimit(socket);
       if (refused) return this.refuse(socket, refused);
@@ -203,13 +207,16 @@ export class ProxyServer implements ExchangeOwner {
       this.metrics?.connection();
       this.sockets.add(socket);
       const client = this.countClient(socket);
+      const fast = !proxyProtocol && fastOwner.fastPath ? new FastConnection(socket as Socket & { destroySoon(): void }, fastOwner) : undefined;
+      if (fast) this.fastConnections.add(fast);
       socket.once('close', () => {
         this.sockets.delete(socket);
+        if (fast) this.fastConnections.delete(fast);
         this.connections--;
         if (client !== undefined) this.uncountClient(client);
         if (this.stopping) this.checkDrained();
       });
-      for (const l of inner) l.call(server, socket);
+      if (!fast) for (const l of inner) l.call(server, socket);
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.handle(req, res));
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.handleContinue(req, res));
@@ -223,6 +230,36 @@ export class ProxyServer implements ExchangeOwner {
       afterEarlier(socket, () => this.logRaw(socket, 405, sendRawError(socket, 405), `${req.method} ${req.url} HTTP/${req.httpVersion}`));
     });
     return server;
+  }
+
+  /**
+   * What the fast path (fast-path.ts) needs of a listener: its requests are answered by handle(),
+   * as Node's are; what it does not take goes to Node's server's own connection listeners.
+   */
+  private fastOwner(server: http.Server, inner: ((socket: Socket) => void)[], maxHeaderSize: number): FastOwner {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    return {
+      get fastPath() {
+        return self.config.clientFastPath && self.site === undefined;
+      },
+      // Fixed at creation, as Node's server has it.
+      maxHeaderSize,
+      get maxHeaderCount() {
+        return self.config.maxHeaderCount;
+      },
+      get clientHeaderTimeout() {
+        return self.config.clientHeaderTimeout;
+      },
+      get keepaliveTimeout() {
+        return self.config.keepaliveTimeout;
+      },
+      serve: (req: FastRequest, res: FastResponse) => this.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse),
+      handOff: (socket: Socket) => {
+        for (const l of inner) l.call(server, socket);
+      },
+      headerTimeout: (socket: Socket) => this.onClientError(Object.assign(new Error('request head timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket),
+    };
   }
 
   /** Why `socket` may not be served: a connection limit it would pass; undefined when it may. */
@@ -712,6 +749,7 @@ export class ProxyServer implements ExchangeOwner {
 
   private closeIdle(): void {
     for (const s of this.servers) s.closeIdleConnections();
+    for (const f of this.fastConnections) f.closeIfIdle();
   }
 
   /** Set once IDLE_GRACE_MS of a graceful stop passed: idle keep-alive connections are closed then. */

@@ -1,0 +1,514 @@
+/**
+ * The client side's fast path: the common request (HTTP/1.1, no body, no upgrade, its head in one
+ * read) parsed with Node's native parser (llhttp, the one upstream.ts uses) straight off the socket,
+ * and answered without Node's http module. Everything else, and every connection after it, goes to
+ * Node's HTTP server, which gets the bytes exactly as they came (docs/proxy.md, "The fast path").
+ *
+ * The request and response objects carry what the gateway reads and calls of Node's (server.ts,
+ * forward.ts, respond.ts), and the response writes the bytes Node's ServerResponse writes for the
+ * same calls: the app's fields in order, then Date, Connection (and Keep-Alive), Transfer-Encoding.
+ */
+import { EventEmitter } from 'node:events';
+import { IncomingMessage, STATUS_CODES } from 'node:http';
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+
+interface RequestParser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  execute(data: Buffer): number | Error;
+  [key: number]: unknown;
+  conn: FastConnection | null;
+}
+
+const { HTTPParser, methods } = createRequire(import.meta.url)('_http_common') as {
+  HTTPParser: { new (): RequestParser; REQUEST: number; kOnHeaders: number; kOnHeadersComplete: number; kOnBody: number; kOnMessageComplete: number };
+  methods: string[];
+};
+
+/** What the fast path needs from the listener that owns the connection (server.ts). */
+export interface FastOwner {
+  /** The fast path is on (`clientFastPath`, no nginx.conf site): checked per request, a reload changes it. */
+  readonly fastPath: boolean;
+  readonly maxHeaderSize: number;
+  readonly maxHeaderCount: number;
+  readonly clientHeaderTimeout: number;
+  readonly keepaliveTimeout: number;
+  /** Answers a parsed request, as for Node's 'request' event. */
+  serve(req: FastRequest, res: FastResponse): void;
+  /** Gives the socket to Node's HTTP server; its first bytes were put back on the socket. */
+  handOff(socket: Socket): void;
+  /** No request head came within clientHeaderTimeout: answered as Node's server does (408). */
+  headerTimeout(socket: Socket): void;
+}
+
+/** A Node socket with the internals the fast path uses. */
+type RawSocket = Socket & { destroySoon(): void };
+
+const PARSER_CACHE = 1000;
+const parsers: RequestParser[] = [];
+
+function allocParser(owner: FastOwner): RequestParser {
+  const p = parsers.pop() ?? newParser();
+  p.initialize(HTTPParser.REQUEST, {}, owner.maxHeaderSize, 0);
+  return p;
+}
+
+function newParser(): RequestParser {
+  const p = new HTTPParser();
+  p.conn = null;
+  p[HTTPParser.kOnHeaders] = onHeaders;
+  p[HTTPParser.kOnHeadersComplete] = onHeadersComplete;
+  p[HTTPParser.kOnBody] = onBody;
+  p[HTTPParser.kOnMessageComplete] = onMessageComplete;
+  return p;
+}
+
+/** More header fields than llhttp hands over at once (32): rare; Node's server takes the request. */
+function onHeaders(this: RequestParser): void {
+  if (this.conn) this.conn.refuse = true;
+}
+
+function onHeadersComplete(this: RequestParser, major: number, minor: number, headers: string[], method: number, url: string, _status: unknown, _text: unknown, upgrade: boolean, keepAlive: boolean): number {
+  const conn = this.conn;
+  if (conn) conn.headersComplete(major, minor, headers, method, url, upgrade, keepAlive);
+  return 0;
+}
+
+function onBody(this: RequestParser): void {
+  if (this.conn) this.conn.refuse = true;
+}
+
+function onMessageComplete(this: RequestParser): void {
+  if (this.conn) this.conn.complete = true;
+}
+
+/** The one head the fast path takes: a read that ends with the head's blank line and holds nothing else. */
+function oneHead(chunk: Buffer): boolean {
+  const n = chunk.length;
+  return n > 16 && chunk[n - 1] === 10 && chunk[n - 2] === 13 && chunk[n - 3] === 10 && chunk[n - 4] === 13 && chunk.indexOf('\r\n\r\n', 0, 'latin1') === n - 4;
+}
+
+const addHeaderLine = (IncomingMessage.prototype as unknown as { _addHeaderLine(field: string, value: string, dest: Record<string, string | string[]>): void })._addHeaderLine;
+
+/** A parsed bodiless request: the fields of Node's IncomingMessage the gateway reads. */
+export class FastRequest {
+  readonly httpVersion = '1.1';
+  readonly httpVersionMajor = 1;
+  readonly httpVersionMinor = 1;
+  readonly complete = true;
+  readonly destroyed = false;
+  readonly readableLength = 0;
+  /** Read by IncomingMessage's _addHeaderLine: duplicates of single fields are dropped, as Node's server does here. */
+  readonly joinDuplicateHeaders = false;
+  /** server.ts's per-request fields (GatewayRequest). */
+  client: unknown = undefined;
+  location: unknown = undefined;
+  readonly headers: Record<string, string | string[]> = {};
+
+  constructor(
+    readonly method: string,
+    public url: string,
+    readonly rawHeaders: string[],
+    readonly socket: Socket,
+  ) {
+    const h = this.headers;
+    for (let i = 0; i < rawHeaders.length; i += 2) addHeaderLine.call(this, rawHeaders[i] as string, rawHeaders[i + 1] as string, h);
+  }
+
+  isPaused(): boolean {
+    return false;
+  }
+
+  /** No body: 'end' and 'close' listeners (forward.ts adds them only for bodies) have nothing to wait for. */
+  once(): this {
+    return this;
+  }
+}
+
+let date = '';
+function utcDate(): string {
+  if (date === '') {
+    const now = new Date();
+    date = now.toUTCString();
+    setTimeout(() => (date = ''), 1000 - now.getMilliseconds()).unref();
+  }
+  return date;
+}
+
+const CRLF = '\r\n';
+
+/**
+ * The response to a FastRequest: what the gateway calls of Node's ServerResponse, writing what
+ * Node writes. The head goes out with the first body bytes (or the end), corked into one write.
+ */
+export class FastResponse extends EventEmitter {
+  /** True once writeHead ran, as Node's (the head itself may not be written yet). */
+  headersSent = false;
+  destroyed = false;
+  writableEnded = false;
+  writableFinished = false;
+  shouldKeepAlive: boolean;
+  /** server.ts's per-response field (GatewayResponse). */
+  exchange: unknown = undefined;
+  private head = '';
+  private headWritten = false;
+  private chunked = false;
+  /** HEAD, 204, 304: the head only (Node ignores body writes for them). */
+  private hasBody: boolean;
+  /** The connection closes after this response (Connection: close written). */
+  last = false;
+  private corked = false;
+  private trailers = '';
+  private draining = false;
+
+  constructor(
+    readonly req: FastRequest,
+    readonly socket: Socket,
+    private readonly conn: FastConnection,
+    keepAlive: boolean,
+  ) {
+    super();
+    this.shouldKeepAlive = keepAlive;
+    this.hasBody = req.method !== 'HEAD';
+  }
+
+  get writableLength(): number {
+    return this.socket.writableLength;
+  }
+
+  writeHead(status: number, text?: string | Record<string, string | number> | string[], headers?: Record<string, string | number> | string[]): this {
+    if (typeof text !== 'string') {
+      headers = text;
+      text = undefined;
+    }
+    if (status === 204 || status === 304 || status < 200) this.hasBody = false;
+    let head = `HTTP/1.1 ${status} ${text ?? STATUS_CODES[status] ?? 'unknown'}\r\n`;
+    let hasDate = false;
+    let hasLength = false;
+    let hasCoding = false;
+    let hasConnection = false;
+    const add = (name: string, value: string): void => {
+      head += name + ': ' + value + CRLF;
+      const n = name.length;
+      if (n === 4) {
+        if (name.toLowerCase() === 'date') hasDate = true;
+      } else if (n === 10) {
+        if (name.toLowerCase() === 'connection') {
+          hasConnection = true;
+          if (/(?:^|\W)close(?:$|\W)/i.test(value)) this.last = true;
+        }
+      } else if (n === 14) {
+        if (name.toLowerCase() === 'content-length') hasLength = true;
+      } else if (n === 17) {
+        if (name.toLowerCase() === 'transfer-encoding') {
+          hasCoding = true;
+          if (/(?:^|\W)chunked(?:$|\W)/i.test(value)) this.chunked = true;
+        }
+      }
+    };
+    if (Array.isArray(headers)) {
+      for (let i = 0; i < headers.length; i += 2) add(headers[i] as string, headers[i + 1] as string);
+    } else if (headers) {
+      for (const name in headers) add(name, String(headers[name]));
+    }
+    if (!hasDate) head += 'Date: ' + utcDate() + CRLF;
+    if (!hasConnection) {
+      if (this.shouldKeepAlive) head += this.conn.keepAliveFields;
+      else {
+        head += 'Connection: close\r\n';
+        this.last = true;
+      }
+    }
+    if (!hasLength && !hasCoding && this.hasBody) {
+      head += 'Transfer-Encoding: chunked\r\n';
+      this.chunked = true;
+    }
+    if (!this.hasBody) this.chunked = false;
+    this.head = head + CRLF;
+    this.headersSent = true;
+    return this;
+  }
+
+  private sendHead(): void {
+    this.headWritten = true;
+    this.corked = true;
+    this.socket.cork();
+    this.socket.write(this.head, 'latin1');
+    this.head = '';
+    // Flushed with the body bytes written in this tick (or at end()), in one write.
+    process.nextTick(uncork, this.socket);
+  }
+
+  write(chunk: Buffer | string): boolean {
+    if (this.destroyed || this.writableEnded) return false;
+    if (!this.headersSent) this.writeHead(200);
+    if (!this.headWritten) this.sendHead();
+    if (!this.hasBody || chunk.length === 0) return true;
+    const socket = this.socket;
+    let ok: boolean;
+    if (this.chunked) {
+      socket.write(Buffer.byteLength(chunk).toString(16) + CRLF, 'latin1');
+      socket.write(chunk);
+      ok = socket.write(CRLF, 'latin1');
+    } else ok = socket.write(chunk);
+    if (!ok && !this.draining) {
+      this.draining = true;
+      socket.once('drain', this.conn.onDrain);
+    }
+    return ok;
+  }
+
+  addTrailers(fields: Record<string, string>): void {
+    for (const name in fields) this.trailers += name + ': ' + fields[name] + CRLF;
+  }
+
+  end(chunk?: Buffer | string): this {
+    if (this.writableEnded || this.destroyed) return this;
+    if (chunk !== undefined && chunk.length > 0) this.write(chunk);
+    this.writableEnded = true;
+    if (!this.headersSent) this.writeHead(200);
+    if (!this.headWritten) this.sendHead();
+    const socket = this.socket;
+    if (this.chunked) socket.write('0\r\n' + this.trailers + CRLF, 'latin1');
+    if (this.corked) {
+      this.corked = false;
+      socket.uncork();
+    }
+    this.writableFinished = true;
+    this.conn.responseDone(this);
+    process.nextTick(emitEnd, this);
+    return this;
+  }
+
+  destroy(_err?: Error): this {
+    if (this.destroyed) return this;
+    this.destroyed = true;
+    this.socket.destroy();
+    return this;
+  }
+
+  /** The socket drained: passed on to the response waiting on it. */
+  drained(): void {
+    this.draining = false;
+    this.emit('drain');
+  }
+
+  /** The socket closed under the response. */
+  closed(): void {
+    if (this.writableFinished) return;
+    this.destroyed = true;
+    this.emit('close');
+  }
+}
+
+function uncork(socket: Socket): void {
+  socket.uncork();
+}
+
+function emitEnd(res: FastResponse): void {
+  res.emit('finish');
+  res.emit('close');
+}
+
+/**
+ * One client connection on the fast path: one request at a time; bytes that come while a request
+ * is in flight wait (the socket paused) until its response is done, then are served or handed off.
+ */
+export class FastConnection {
+  private parser: RequestParser | null;
+  /** Set by the parser callbacks for the read being parsed. */
+  refuse = false;
+  complete = false;
+  private req: FastRequest | null = null;
+  private keepAlive = false;
+  /** The response in flight. */
+  private res: FastResponse | null = null;
+  /** Bytes that came while a response was in flight. */
+  private pending: Buffer | null = null;
+  private requests = 0;
+  /** The client sent its FIN. */
+  private ended = false;
+  private gone = false;
+  /** The last response closes the connection. */
+  private closing = false;
+  readonly keepAliveFields: string;
+  readonly onDrain: () => void;
+  private readonly onData: (chunk: Buffer) => void;
+  private readonly onEnd: () => void;
+  private readonly onClose: () => void;
+  private readonly onTimeout: () => void;
+
+  constructor(
+    private readonly socket: RawSocket,
+    private readonly owner: FastOwner,
+  ) {
+    this.parser = allocParser(owner);
+    this.parser.conn = this;
+    this.keepAliveFields = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(owner.keepaliveTimeout / 1000)}\r\n`;
+    this.onData = (chunk) => this.data(chunk);
+    this.onEnd = () => this.end();
+    this.onClose = () => this.close();
+    this.onTimeout = () => this.timeout();
+    this.onDrain = () => this.res?.drained();
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('close', this.onClose);
+    socket.on('error', noop);
+    socket.on('timeout', this.onTimeout);
+    socket.setTimeout(owner.clientHeaderTimeout);
+  }
+
+  /** No request in flight: a graceful stop may close it. */
+  get idle(): boolean {
+    return this.res === null && this.pending === null;
+  }
+
+  private data(chunk: Buffer): void {
+    // After a response that closes the connection: what follows is not read as a request.
+    if (this.closing) return;
+    if (this.res !== null || this.pending !== null) {
+      this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
+      this.socket.pause();
+      return;
+    }
+    this.parse(chunk);
+  }
+
+  private parse(chunk: Buffer): void {
+    const parser = this.parser;
+    if (parser === null || !this.owner.fastPath || !oneHead(chunk)) return this.handOff(chunk);
+    this.refuse = false;
+    this.complete = false;
+    this.req = null;
+    const ret = parser.execute(chunk);
+    const req = this.req as FastRequest | null;
+    if (typeof ret !== 'number' || this.refuse || !this.complete || req === null) return this.handOff(chunk);
+    this.requests++;
+    const res = new FastResponse(req, this.socket, this, this.keepAlive);
+    this.res = res;
+    this.owner.serve(req, res);
+  }
+
+  headersComplete(major: number, minor: number, headers: string[], method: number, url: string, upgrade: boolean, keepAlive: boolean): void {
+    if (major !== 1 || minor !== 1 || upgrade || headers.length / 2 > this.owner.maxHeaderCount) {
+      this.refuse = true;
+      return;
+    }
+    let host = false;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i] as string;
+      switch (name.length) {
+        case 4:
+          if (name.toLowerCase() === 'host') host = true;
+          break;
+        case 6:
+          if (name.toLowerCase() === 'expect') this.refuse = true;
+          break;
+        case 7:
+          if (name.toLowerCase() === 'upgrade') this.refuse = true;
+          break;
+        case 14:
+          // `Content-Length: 0` is a bodiless request too; anything else goes to Node's server.
+          if (name.toLowerCase() === 'content-length' && headers[i + 1] !== '0') this.refuse = true;
+          break;
+        case 17:
+          if (name.toLowerCase() === 'transfer-encoding') this.refuse = true;
+          break;
+      }
+    }
+    const m = methods[method] as string;
+    if (!host || m === 'CONNECT' || this.refuse) {
+      this.refuse = true;
+      return;
+    }
+    this.keepAlive = keepAlive;
+    this.req = new FastRequest(m, url, headers, this.socket);
+  }
+
+  /** The response is written: the connection waits for the next request, or closes. */
+  responseDone(res: FastResponse): void {
+    if (this.res !== res) return;
+    this.res = null;
+    this.req = null;
+    const socket = this.socket;
+    if (res.last || (this.ended && this.pending === null)) {
+      this.closing = true;
+      this.release();
+      // respond.ts may have made this a lingering close (unread bytes discarded, not parsed).
+      socket.destroySoon();
+      return;
+    }
+    socket.setTimeout(this.owner.keepaliveTimeout);
+    // A request that came during this one: served on the next tick, after this one's access log.
+    if (this.pending !== null) process.nextTick(servePending, this);
+  }
+
+  /** The bytes that came while the last response was in flight. */
+  servePending(): void {
+    const pending = this.pending;
+    if (pending === null || this.gone || this.closing) return;
+    this.pending = null;
+    this.socket.resume();
+    this.parse(pending);
+  }
+
+  /** Node's HTTP server takes the connection from here: `chunk` (and what waits) is read again by it. */
+  private handOff(chunk: Buffer): void {
+    const socket = this.socket;
+    this.release();
+    socket.off('data', this.onData);
+    socket.off('end', this.onEnd);
+    socket.off('close', this.onClose);
+    socket.off('error', noop);
+    socket.off('timeout', this.onTimeout);
+    socket.setTimeout(0);
+    socket.unshift(chunk);
+    this.owner.handOff(socket);
+    socket.resume();
+  }
+
+  private release(): void {
+    const parser = this.parser;
+    if (parser === null) return;
+    this.parser = null;
+    parser.conn = null;
+    if (parsers.length < PARSER_CACHE) parsers.push(parser);
+  }
+
+  private end(): void {
+    this.ended = true;
+    // With a response in flight, it is still sent (the client half-closed); the socket ends after it.
+    if (this.res === null && this.pending === null) this.socket.end();
+  }
+
+  private close(): void {
+    this.gone = true;
+    this.release();
+    const res = this.res;
+    this.res = null;
+    res?.closed();
+  }
+
+  private timeout(): void {
+    const res = this.res;
+    if (res !== null) {
+      // send_timeout: a client that does not read its response. Waiting on the app is the upstream
+      // read timeout's business.
+      if (this.socket.writableLength > 0) this.socket.destroy();
+      return;
+    }
+    if (this.requests === 0 && this.pending === null) return this.owner.headerTimeout(this.socket);
+    this.socket.destroy();
+  }
+
+  /** A graceful stop's end: closed if idle. */
+  closeIfIdle(): void {
+    if (!this.gone && this.idle) this.socket.destroy();
+  }
+}
+
+function servePending(conn: FastConnection): void {
+  conn.servePending();
+}
+
+function noop(): void {}
