@@ -8,7 +8,6 @@
  * forward.ts, respond.ts), and the response writes the bytes Node's ServerResponse writes for the
  * same calls: the app's fields in order, then Date, Connection (and Keep-Alive), Transfer-Encoding.
  */
-import { EventEmitter } from 'node:events';
 import { IncomingMessage, STATUS_CODES } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
@@ -33,6 +32,7 @@ export interface FastOwner {
   readonly maxHeaderCount: number;
   readonly clientHeaderTimeout: number;
   readonly keepaliveTimeout: number;
+  readonly sendTimeout: number;
   /** Answers a parsed request, as for Node's 'request' event. */
   serve(req: FastRequest, res: FastResponse): void;
   /** Gives the socket to Node's HTTP server; its first bytes were put back on the socket. */
@@ -136,12 +136,17 @@ function utcDate(): string {
 }
 
 const CRLF = '\r\n';
+/** A first body chunk up to this size goes out in one buffer with the head (one write, no writev). */
+const MERGE_MAX = 16 * 1024;
+
+type Listener = (...args: unknown[]) => void;
 
 /**
  * The response to a FastRequest: what the gateway calls of Node's ServerResponse, writing what
- * Node writes. The head goes out with the first body bytes (or the end), corked into one write.
+ * Node writes. The head waits for the first body bytes: a response written whole in one tick (the
+ * usual: its head, body and end come from one upstream read) goes out as one buffer in one write.
  */
-export class FastResponse extends EventEmitter {
+export class FastResponse {
   /** True once writeHead ran, as Node's (the head itself may not be written yet). */
   headersSent = false;
   destroyed = false;
@@ -152,14 +157,17 @@ export class FastResponse extends EventEmitter {
   exchange: unknown = undefined;
   private head = '';
   private headWritten = false;
+  /** The first body chunk, kept to go out with the head (flushed on the next tick at the latest). */
+  private first: Buffer | null = null;
   private chunked = false;
   /** HEAD, 204, 304: the head only (Node ignores body writes for them). */
   private hasBody: boolean;
   /** The connection closes after this response (Connection: close written). */
   last = false;
-  private corked = false;
   private trailers = '';
   private draining = false;
+  /** Listeners by event: the gateway listens for 'close', 'drain' and 'finish' only. */
+  private listeners: Map<string, { fn: Listener; once: boolean }[]> | null = null;
 
   constructor(
     readonly req: FastRequest,
@@ -167,13 +175,49 @@ export class FastResponse extends EventEmitter {
     private readonly conn: FastConnection,
     keepAlive: boolean,
   ) {
-    super();
     this.shouldKeepAlive = keepAlive;
     this.hasBody = req.method !== 'HEAD';
   }
 
   get writableLength(): number {
     return this.socket.writableLength;
+  }
+
+  on(event: string, fn: Listener): this {
+    return this.listen(event, fn, false);
+  }
+
+  once(event: string, fn: Listener): this {
+    return this.listen(event, fn, true);
+  }
+
+  private listen(event: string, fn: Listener, once: boolean): this {
+    this.listeners ??= new Map();
+    const list = this.listeners.get(event);
+    if (list) list.push({ fn, once });
+    else this.listeners.set(event, [{ fn, once }]);
+    return this;
+  }
+
+  off(event: string, fn: Listener): this {
+    const list = this.listeners?.get(event);
+    const i = list ? list.findIndex((l) => l.fn === fn) : -1;
+    if (i !== -1) list?.splice(i, 1);
+    return this;
+  }
+
+  removeListener(event: string, fn: Listener): this {
+    return this.off(event, fn);
+  }
+
+  emit(event: string, ...args: unknown[]): boolean {
+    const list = this.listeners?.get(event);
+    if (!list || list.length === 0) return false;
+    for (const l of list.slice()) {
+      if (l.once) this.off(event, l.fn);
+      l.fn.apply(this, args);
+    }
+    return true;
   }
 
   writeHead(status: number, text?: string | Record<string, string | number> | string[], headers?: Record<string, string | number> | string[]): this {
@@ -229,33 +273,68 @@ export class FastResponse extends EventEmitter {
     return this;
   }
 
-  private sendHead(): void {
-    this.headWritten = true;
-    this.corked = true;
-    this.socket.cork();
-    this.socket.write(this.head, 'latin1');
-    this.head = '';
-    // Flushed with the body bytes written in this tick (or at end()), in one write.
-    process.nextTick(uncork, this.socket);
-  }
-
   write(chunk: Buffer | string): boolean {
     if (this.destroyed || this.writableEnded) return false;
     if (!this.headersSent) this.writeHead(200);
-    if (!this.headWritten) this.sendHead();
-    if (!this.hasBody || chunk.length === 0) return true;
+    if (!this.hasBody || chunk.length === 0) {
+      if (!this.headWritten && this.first === null) this.flushHead('');
+      return true;
+    }
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    if (!this.headWritten && this.first === null && buf.length <= MERGE_MAX) {
+      this.first = buf;
+      process.nextTick(flushFirst, this);
+      return true;
+    }
+    this.flush();
+    return this.send(buf);
+  }
+
+  /** The head, and the first chunk when kept, as one buffer; `tail` (the chunked end) with them. */
+  private flushHead(tail: string): void {
+    this.headWritten = true;
+    const head = this.head;
+    this.head = '';
+    const first = this.first;
+    this.first = null;
+    if (first === null) {
+      this.socket.write(head + tail, 'latin1');
+      return;
+    }
+    const frame = this.chunked ? first.length.toString(16) + CRLF : '';
+    const after = this.chunked ? CRLF + tail : tail;
+    const out = Buffer.allocUnsafe(head.length + frame.length + first.length + after.length);
+    let at = out.write(head, 0, 'latin1');
+    at += out.write(frame, at, 'latin1');
+    at += first.copy(out, at);
+    out.write(after, at, 'latin1');
+    if (!this.socket.write(out)) this.waitDrain();
+  }
+
+  /** Writes the head (and the kept first chunk) now, if not written yet. */
+  flush(): void {
+    if (!this.headWritten && !this.destroyed) this.flushHead('');
+  }
+
+  private send(buf: Buffer): boolean {
     const socket = this.socket;
     let ok: boolean;
     if (this.chunked) {
-      socket.write(Buffer.byteLength(chunk).toString(16) + CRLF, 'latin1');
-      socket.write(chunk);
+      socket.cork();
+      socket.write(buf.length.toString(16) + CRLF, 'latin1');
+      socket.write(buf);
       ok = socket.write(CRLF, 'latin1');
-    } else ok = socket.write(chunk);
-    if (!ok && !this.draining) {
-      this.draining = true;
-      socket.once('drain', this.conn.onDrain);
-    }
+      socket.uncork();
+    } else ok = socket.write(buf);
+    if (!ok) this.waitDrain();
     return ok;
+  }
+
+  private waitDrain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.socket.once('drain', this.conn.onDrain);
+    this.conn.arm(this.conn.sendTimeout);
   }
 
   addTrailers(fields: Record<string, string>): void {
@@ -267,22 +346,19 @@ export class FastResponse extends EventEmitter {
     if (chunk !== undefined && chunk.length > 0) this.write(chunk);
     this.writableEnded = true;
     if (!this.headersSent) this.writeHead(200);
-    if (!this.headWritten) this.sendHead();
-    const socket = this.socket;
-    if (this.chunked) socket.write('0\r\n' + this.trailers + CRLF, 'latin1');
-    if (this.corked) {
-      this.corked = false;
-      socket.uncork();
-    }
+    const tail = this.chunked ? '0\r\n' + this.trailers + CRLF : '';
+    if (!this.headWritten) this.flushHead(tail);
+    else if (tail !== '') this.socket.write(tail, 'latin1');
     this.writableFinished = true;
     this.conn.responseDone(this);
-    process.nextTick(emitEnd, this);
+    if (this.listeners !== null) process.nextTick(emitEnd, this);
     return this;
   }
 
   destroy(_err?: Error): this {
     if (this.destroyed) return this;
     this.destroyed = true;
+    this.first = null;
     this.socket.destroy();
     return this;
   }
@@ -297,12 +373,13 @@ export class FastResponse extends EventEmitter {
   closed(): void {
     if (this.writableFinished) return;
     this.destroyed = true;
+    this.first = null;
     this.emit('close');
   }
 }
 
-function uncork(socket: Socket): void {
-  socket.uncork();
+function flushFirst(res: FastResponse): void {
+  res.flush();
 }
 
 function emitEnd(res: FastResponse): void {
@@ -332,6 +409,7 @@ export class FastConnection {
   /** The last response closes the connection. */
   private closing = false;
   readonly keepAliveFields: string;
+  readonly sendTimeout: number;
   readonly onDrain: () => void;
   private readonly onData: (chunk: Buffer) => void;
   private readonly onEnd: () => void;
@@ -344,6 +422,7 @@ export class FastConnection {
   ) {
     this.parser = allocParser(owner);
     this.parser.conn = this;
+    this.sendTimeout = owner.sendTimeout;
     this.keepAliveFields = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(owner.keepaliveTimeout / 1000)}\r\n`;
     this.onData = (chunk) => this.data(chunk);
     this.onEnd = () => this.end();
@@ -355,7 +434,22 @@ export class FastConnection {
     socket.on('close', this.onClose);
     socket.on('error', noop);
     socket.on('timeout', this.onTimeout);
-    socket.setTimeout(owner.clientHeaderTimeout);
+    this.arm(owner.clientHeaderTimeout);
+  }
+
+  /** The socket's inactivity deadline now. */
+  private armed = -1;
+
+  /**
+   * Sets the socket's inactivity deadline when it changes. The deadline of a connection is the
+   * head's until its first request, then keepalive's; it is not changed per request (two timers
+   * per request cost): a request in flight is bounded by the upstream read timeout, and a client
+   * that stops reading its response gets send_timeout from the moment its socket pushes back.
+   */
+  arm(ms: number): void {
+    if (ms === this.armed) return;
+    this.armed = ms;
+    this.socket.setTimeout(ms);
   }
 
   /** No request in flight: a graceful stop may close it. */
@@ -438,7 +532,7 @@ export class FastConnection {
       socket.destroySoon();
       return;
     }
-    socket.setTimeout(this.owner.keepaliveTimeout);
+    this.arm(this.owner.keepaliveTimeout);
     // A request that came during this one: served on the next tick, after this one's access log.
     if (this.pending !== null) process.nextTick(servePending, this);
   }
@@ -461,7 +555,7 @@ export class FastConnection {
     socket.off('close', this.onClose);
     socket.off('error', noop);
     socket.off('timeout', this.onTimeout);
-    socket.setTimeout(0);
+    this.arm(0);
     socket.unshift(chunk);
     this.owner.handOff(socket);
     socket.resume();

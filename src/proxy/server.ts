@@ -22,7 +22,7 @@ import { sendErrorPage, type Site, type SiteLocation } from './site.js';
 import { escapeUri, route } from './rewrite.js';
 import { applyProxySetHeader } from './proxy-set-header.js';
 import { UpgradeProxy } from './upgrade.js';
-import { FastConnection, type FastOwner, type FastRequest, type FastResponse } from './fast-path.js';
+import { FastConnection, FastResponse, type FastOwner, type FastRequest } from './fast-path.js';
 
 /** In a graceful stop, how long an idle keep-alive connection may still bring one last request. */
 const IDLE_GRACE_MS = 1000;
@@ -254,6 +254,9 @@ export class ProxyServer implements ExchangeOwner {
       get keepaliveTimeout() {
         return self.config.keepaliveTimeout;
       },
+      get sendTimeout() {
+        return self.config.sendTimeout;
+      },
       serve: (req: FastRequest, res: FastResponse) => this.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse),
       handOff: (socket: Socket) => {
         for (const l of inner) l.call(server, socket);
@@ -447,10 +450,13 @@ export class ProxyServer implements ExchangeOwner {
     const cl = req.headers['content-length'];
     const hasBody = cl !== undefined ? cl !== '0' : te !== undefined;
     const socket = req.socket;
-    // Phase deadlines: nginx's client_body_timeout while the body arrives, send_timeout after.
-    socket.setTimeout(hasBody && !req.complete ? this.config.clientBodyTimeout : this.config.sendTimeout);
-    if (hasBody && this.config.clientBodyTimeout !== this.config.sendTimeout) {
-      req.once('end', () => socket.setTimeout(this.config.sendTimeout));
+    // Phase deadlines: nginx's client_body_timeout while the body arrives, send_timeout after (on
+    // the fast path, send_timeout is set once the client pushes back: fast-path.ts).
+    if (!(res instanceof FastResponse)) {
+      socket.setTimeout(hasBody && !req.complete ? this.config.clientBodyTimeout : this.config.sendTimeout);
+      if (hasBody && this.config.clientBodyTimeout !== this.config.sendTimeout) {
+        req.once('end', () => socket.setTimeout(this.config.sendTimeout));
+      }
     }
 
     const exchange = new Exchange(req, res, this, started, this.replayMethods, loc?.gzip ?? null);
