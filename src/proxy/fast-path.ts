@@ -44,24 +44,35 @@ export interface FastOwner {
 /** A Node socket with the internals the fast path uses. */
 type RawSocket = Socket & { destroySoon(): void };
 
-const PARSER_CACHE = 1000;
-const parsers: RequestParser[] = [];
+/**
+ * One parser for every fast connection: the fast path parses a whole head in one call, so no state
+ * is kept between reads, and an idle keep-alive connection holds no parser (Node's native parser
+ * object is a few KB; at 10,000 connections that counted). After a clean keep-alive message llhttp
+ * is ready for the next; after anything else it is initialized again.
+ */
+let shared: RequestParser | null = null;
+let sharedMax = -1;
+/** The shared parser must be initialized before its next use. */
+let sharedDirty = true;
 
-function allocParser(owner: FastOwner): RequestParser {
-  const p = parsers.pop() ?? newParser();
-  p.initialize(HTTPParser.REQUEST, {}, owner.maxHeaderSize, 0);
+function requestParser(maxHeaderSize: number): RequestParser {
+  let p = shared;
+  if (p === null) {
+    p = shared = new HTTPParser();
+    p.conn = null;
+    p[HTTPParser.kOnHeaders] = onHeaders;
+    p[HTTPParser.kOnHeadersComplete] = onHeadersComplete;
+    p[HTTPParser.kOnBody] = onBody;
+    p[HTTPParser.kOnMessageComplete] = onMessageComplete;
+  }
+  if (sharedDirty || sharedMax !== maxHeaderSize) {
+    p.initialize(HTTPParser.REQUEST, PARSER_RESOURCE, maxHeaderSize, 0);
+    sharedMax = maxHeaderSize;
+    sharedDirty = false;
+  }
   return p;
 }
-
-function newParser(): RequestParser {
-  const p = new HTTPParser();
-  p.conn = null;
-  p[HTTPParser.kOnHeaders] = onHeaders;
-  p[HTTPParser.kOnHeadersComplete] = onHeadersComplete;
-  p[HTTPParser.kOnBody] = onBody;
-  p[HTTPParser.kOnMessageComplete] = onMessageComplete;
-  return p;
-}
+const PARSER_RESOURCE = {};
 
 /** More header fields than llhttp hands over at once (32): rare; Node's server takes the request. */
 function onHeaders(this: RequestParser): void {
@@ -141,6 +152,31 @@ const MERGE_MAX = 16 * 1024;
 
 type Listener = (...args: unknown[]) => void;
 
+const F_DATE = 1;
+const F_LENGTH = 2;
+const F_CODING = 4;
+const F_CHUNKED = 8;
+const F_CONNECTION = 16;
+const F_CLOSE = 32;
+
+/** What a response field tells the framing: the F_ flags, as Node's ServerResponse reads them. */
+function fieldFlags(name: string, value: string): number {
+  switch (name.length) {
+    case 4:
+      return name.toLowerCase() === 'date' ? F_DATE : 0;
+    case 10:
+      if (name.toLowerCase() !== 'connection') return 0;
+      return /(?:^|\W)close(?:$|\W)/i.test(value) ? F_CONNECTION | F_CLOSE : F_CONNECTION;
+    case 14:
+      return name.toLowerCase() === 'content-length' ? F_LENGTH : 0;
+    case 17:
+      if (name.toLowerCase() !== 'transfer-encoding') return 0;
+      return /(?:^|\W)chunked(?:$|\W)/i.test(value) ? F_CODING | F_CHUNKED : F_CODING;
+    default:
+      return 0;
+  }
+}
+
 /**
  * The response to a FastRequest: what the gateway calls of Node's ServerResponse, writing what
  * Node writes. The head waits for the first body bytes: a response written whole in one tick (the
@@ -213,6 +249,12 @@ export class FastResponse {
   emit(event: string, ...args: unknown[]): boolean {
     const list = this.listeners?.get(event);
     if (!list || list.length === 0) return false;
+    if (list.length === 1) {
+      const l = list[0] as { fn: Listener; once: boolean };
+      if (l.once) list.length = 0;
+      l.fn.apply(this, args);
+      return true;
+    }
     for (const l of list.slice()) {
       if (l.once) this.off(event, l.fn);
       l.fn.apply(this, args);
@@ -227,34 +269,27 @@ export class FastResponse {
     }
     if (status === 204 || status === 304 || status < 200) this.hasBody = false;
     let head = `HTTP/1.1 ${status} ${text ?? STATUS_CODES[status] ?? 'unknown'}\r\n`;
-    let hasDate = false;
-    let hasLength = false;
-    let hasCoding = false;
-    let hasConnection = false;
-    const add = (name: string, value: string): void => {
-      head += name + ': ' + value + CRLF;
-      const n = name.length;
-      if (n === 4) {
-        if (name.toLowerCase() === 'date') hasDate = true;
-      } else if (n === 10) {
-        if (name.toLowerCase() === 'connection') {
-          hasConnection = true;
-          if (/(?:^|\W)close(?:$|\W)/i.test(value)) this.last = true;
-        }
-      } else if (n === 14) {
-        if (name.toLowerCase() === 'content-length') hasLength = true;
-      } else if (n === 17) {
-        if (name.toLowerCase() === 'transfer-encoding') {
-          hasCoding = true;
-          if (/(?:^|\W)chunked(?:$|\W)/i.test(value)) this.chunked = true;
-        }
-      }
-    };
+    let flags = 0;
     if (Array.isArray(headers)) {
-      for (let i = 0; i < headers.length; i += 2) add(headers[i] as string, headers[i + 1] as string);
+      for (let i = 0; i < headers.length; i += 2) {
+        const name = headers[i] as string;
+        const value = headers[i + 1] as string;
+        head += name + ': ' + value + CRLF;
+        flags |= fieldFlags(name, value);
+      }
     } else if (headers) {
-      for (const name in headers) add(name, String(headers[name]));
+      for (const name in headers) {
+        const value = String(headers[name]);
+        head += name + ': ' + value + CRLF;
+        flags |= fieldFlags(name, value);
+      }
     }
+    const hasDate = (flags & F_DATE) !== 0;
+    const hasLength = (flags & F_LENGTH) !== 0;
+    const hasCoding = (flags & F_CODING) !== 0;
+    const hasConnection = (flags & F_CONNECTION) !== 0;
+    if ((flags & F_CLOSE) !== 0) this.last = true;
+    if ((flags & F_CHUNKED) !== 0) this.chunked = true;
     if (!hasDate) head += 'Date: ' + utcDate() + CRLF;
     if (!hasConnection) {
       if (this.shouldKeepAlive) head += this.conn.keepAliveFields;
@@ -333,7 +368,7 @@ export class FastResponse {
   private waitDrain(): void {
     if (this.draining) return;
     this.draining = true;
-    this.socket.once('drain', this.conn.onDrain);
+    this.socket.once('drain', onSocketDrain);
     this.conn.arm(this.conn.sendTimeout);
   }
 
@@ -351,7 +386,11 @@ export class FastResponse {
     else if (tail !== '') this.socket.write(tail, 'latin1');
     this.writableFinished = true;
     this.conn.responseDone(this);
-    if (this.listeners !== null) process.nextTick(emitEnd, this);
+    // As Node's: 'finish', then 'close' (here at once: the bytes are with the socket).
+    if (this.listeners !== null) {
+      this.emit('finish');
+      this.emit('close');
+    }
     return this;
   }
 
@@ -382,17 +421,11 @@ function flushFirst(res: FastResponse): void {
   res.flush();
 }
 
-function emitEnd(res: FastResponse): void {
-  res.emit('finish');
-  res.emit('close');
-}
-
 /**
  * One client connection on the fast path: one request at a time; bytes that come while a request
  * is in flight wait (the socket paused) until its response is done, then are served or handed off.
  */
 export class FastConnection {
-  private parser: RequestParser | null;
   /** Set by the parser callbacks for the read being parsed. */
   refuse = false;
   complete = false;
@@ -410,30 +443,20 @@ export class FastConnection {
   private closing = false;
   readonly keepAliveFields: string;
   readonly sendTimeout: number;
-  readonly onDrain: () => void;
-  private readonly onData: (chunk: Buffer) => void;
-  private readonly onEnd: () => void;
-  private readonly onClose: () => void;
-  private readonly onTimeout: () => void;
 
   constructor(
     private readonly socket: RawSocket,
     private readonly owner: FastOwner,
   ) {
-    this.parser = allocParser(owner);
-    this.parser.conn = this;
     this.sendTimeout = owner.sendTimeout;
-    this.keepAliveFields = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(owner.keepaliveTimeout / 1000)}\r\n`;
-    this.onData = (chunk) => this.data(chunk);
-    this.onEnd = () => this.end();
-    this.onClose = () => this.close();
-    this.onTimeout = () => this.timeout();
-    this.onDrain = () => this.res?.drained();
-    socket.on('data', this.onData);
-    socket.on('end', this.onEnd);
-    socket.on('close', this.onClose);
+    this.keepAliveFields = keepAliveFields(owner.keepaliveTimeout);
+    // Listeners shared by every connection (no closures per connection): they find it on the socket.
+    (socket as ConnSocket)[kConn] = this;
+    socket.on('data', onSocketData);
+    socket.on('end', onSocketEnd);
+    socket.on('close', onSocketClose);
     socket.on('error', noop);
-    socket.on('timeout', this.onTimeout);
+    socket.on('timeout', onSocketTimeout);
     this.arm(owner.clientHeaderTimeout);
   }
 
@@ -457,7 +480,8 @@ export class FastConnection {
     return this.res === null && this.pending === null;
   }
 
-  private data(chunk: Buffer): void {
+  /** @internal socket listener */
+  data(chunk: Buffer): void {
     // After a response that closes the connection: what follows is not read as a request.
     if (this.closing) return;
     if (this.res !== null || this.pending !== null) {
@@ -469,13 +493,16 @@ export class FastConnection {
   }
 
   private parse(chunk: Buffer): void {
-    const parser = this.parser;
-    if (parser === null || !this.owner.fastPath || !oneHead(chunk)) return this.handOff(chunk);
+    if (!this.owner.fastPath || !oneHead(chunk)) return this.handOff(chunk);
     this.refuse = false;
     this.complete = false;
     this.req = null;
+    const parser = requestParser(this.owner.maxHeaderSize);
+    parser.conn = this;
     const ret = parser.execute(chunk);
+    parser.conn = null;
     const req = this.req as FastRequest | null;
+    if (typeof ret !== 'number' || this.refuse || !this.complete || req === null || !this.keepAlive) sharedDirty = true;
     if (typeof ret !== 'number' || this.refuse || !this.complete || req === null) return this.handOff(chunk);
     this.requests++;
     const res = new FastResponse(req, this.socket, this, this.keepAlive);
@@ -527,7 +554,6 @@ export class FastConnection {
     const socket = this.socket;
     if (res.last || (this.ended && this.pending === null)) {
       this.closing = true;
-      this.release();
       // respond.ts may have made this a lingering close (unread bytes discarded, not parsed).
       socket.destroySoon();
       return;
@@ -549,41 +575,35 @@ export class FastConnection {
   /** Node's HTTP server takes the connection from here: `chunk` (and what waits) is read again by it. */
   private handOff(chunk: Buffer): void {
     const socket = this.socket;
-    this.release();
-    socket.off('data', this.onData);
-    socket.off('end', this.onEnd);
-    socket.off('close', this.onClose);
+    socket.off('data', onSocketData);
+    socket.off('end', onSocketEnd);
+    socket.off('close', onSocketClose);
     socket.off('error', noop);
-    socket.off('timeout', this.onTimeout);
+    socket.off('timeout', onSocketTimeout);
+    (socket as ConnSocket)[kConn] = undefined;
     this.arm(0);
     socket.unshift(chunk);
     this.owner.handOff(socket);
     socket.resume();
   }
 
-  private release(): void {
-    const parser = this.parser;
-    if (parser === null) return;
-    this.parser = null;
-    parser.conn = null;
-    if (parsers.length < PARSER_CACHE) parsers.push(parser);
-  }
-
-  private end(): void {
+  /** @internal socket listener */
+  end(): void {
     this.ended = true;
     // With a response in flight, it is still sent (the client half-closed); the socket ends after it.
     if (this.res === null && this.pending === null) this.socket.end();
   }
 
-  private close(): void {
+  /** @internal socket listener */
+  close(): void {
     this.gone = true;
-    this.release();
     const res = this.res;
     this.res = null;
     res?.closed();
   }
 
-  private timeout(): void {
+  /** @internal socket listener */
+  timeout(): void {
     const res = this.res;
     if (res !== null) {
       // send_timeout: a client that does not read its response. Waiting on the app is the upstream
@@ -595,10 +615,48 @@ export class FastConnection {
     this.socket.destroy();
   }
 
+  /** The socket drained: passed on to the response waiting on it. */
+  drained(): void {
+    this.res?.drained();
+  }
+
   /** A graceful stop's end: closed if idle. */
   closeIfIdle(): void {
     if (!this.gone && this.idle) this.socket.destroy();
   }
+}
+
+const kConn = Symbol('fastConnection');
+type ConnSocket = RawSocket & { [kConn]?: FastConnection | undefined };
+
+function onSocketData(this: ConnSocket, chunk: Buffer): void {
+  this[kConn]?.data(chunk);
+}
+
+function onSocketEnd(this: ConnSocket): void {
+  this[kConn]?.end();
+}
+
+function onSocketClose(this: ConnSocket): void {
+  this[kConn]?.close();
+}
+
+function onSocketTimeout(this: ConnSocket): void {
+  this[kConn]?.timeout();
+}
+
+function onSocketDrain(this: ConnSocket): void {
+  this[kConn]?.drained();
+}
+
+const keepAliveHeads = new Map<number, string>();
+function keepAliveFields(timeout: number): string {
+  let fields = keepAliveHeads.get(timeout);
+  if (fields === undefined) {
+    fields = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(timeout / 1000)}\r\n`;
+    keepAliveHeads.set(timeout, fields);
+  }
+  return fields;
 }
 
 function servePending(conn: FastConnection): void {
