@@ -161,6 +161,9 @@ export class Exchange implements Waiter {
       this.done = true;
       this.owner.unhold(this);
       this.owner.finish(this.req, this.res, { status: 499, bytesSent: 0, upstreamTime: undefined, error: new GatewayError('GW_ERR_CLIENT_ABORTED') }, this.started);
+      // A client that half-closed waits for nothing now: the connection closes, as nginx's does
+      // after a 499 (it stayed open, unanswered, until the client closed its side).
+      this.res.destroy();
       return;
     }
     this.abort(new GatewayError('GW_ERR_CLIENT_ABORTED'));

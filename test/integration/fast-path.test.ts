@@ -29,7 +29,11 @@ let servedOff: string[];
 let seen: string[];
 
 async function gateway(extra: string[]): Promise<{ proxy: ProxyServer; port: number }> {
-  const { config, problems } = configFrom(['--upstream', app.socketPath, '--listen', '127.0.0.1:0', '--access-log', 'off', '--workers', '0', '--client-header-timeout', '1s', ...extra], () => undefined);
+  return gatewayTo(app.socketPath, extra);
+}
+
+async function gatewayTo(upstream: string, extra: string[]): Promise<{ proxy: ProxyServer; port: number }> {
+  const { config, problems } = configFrom(['--upstream', upstream, '--listen', '127.0.0.1:0', '--access-log', 'off', '--workers', '0', '--client-header-timeout', '1s', ...extra], () => undefined);
   if (!config) throw new Error(JSON.stringify(problems));
   const proxy = new ProxyServer(config, createLogger('silent'), new AccessLog('off', 'combined'));
   const port = (await proxy.listen())[0]!.port;
@@ -256,6 +260,20 @@ describe('what the fast path hands to Node with its connection', () => {
     expect(r.text.endsWith('hi')).toBe(true);
     expect(upgrades).toEqual(['/ws websocket']);
     expect(served).toEqual(['fast GET /before']);
+  });
+});
+
+describe('a held request whose client half-closes', () => {
+  it.each([['fast', []], ['node', ['--client-fast-path', 'false']]])('%s: dropped from the gate, and the connection closed without an answer', async (_side, extra) => {
+    const held = await gatewayTo(join(tmp.dir, 'absent.sock'), extra as string[]);
+    try {
+      const r = await exchange(held.port, [get('/held')], { halfClose: true, waitMs: 3000 });
+      expect(r.closed).toBe(true);
+      expect(r.text).toBe('');
+      expect(held.proxy.gate.depth).toBe(0);
+    } finally {
+      await held.proxy.stop(false);
+    }
   });
 });
 
