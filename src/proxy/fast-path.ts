@@ -93,10 +93,12 @@ function onMessageComplete(this: RequestParser): void {
   if (this.conn) this.conn.complete = true;
 }
 
+const BLANK_LINE = Buffer.from('\r\n\r\n', 'latin1');
+
 /** The one head the fast path takes: a read that ends with the head's blank line and holds nothing else. */
 function oneHead(chunk: Buffer): boolean {
   const n = chunk.length;
-  return n > 16 && chunk[n - 1] === 10 && chunk[n - 2] === 13 && chunk[n - 3] === 10 && chunk[n - 4] === 13 && chunk.indexOf('\r\n\r\n', 0, 'latin1') === n - 4;
+  return n > 16 && chunk[n - 1] === 10 && chunk[n - 2] === 13 && chunk[n - 3] === 10 && chunk[n - 4] === 13 && chunk.indexOf(BLANK_LINE) === n - 4;
 }
 
 const addHeaderLine = (IncomingMessage.prototype as unknown as { _addHeaderLine(field: string, value: string, dest: Record<string, string | string[]>): void })._addHeaderLine;
@@ -204,6 +206,7 @@ export class FastResponse {
   private draining = false;
   /** Listeners by event: the gateway listens for 'close', 'drain' and 'finish' only. */
   private listeners: Map<string, { fn: Listener; once: boolean }[]> | null = null;
+  private onClose: Listener | null = null;
 
   constructor(
     readonly req: FastRequest,
@@ -228,6 +231,11 @@ export class FastResponse {
   }
 
   private listen(event: string, fn: Listener, once: boolean): this {
+    // The Exchange's one 'close' listener, on every response: kept without a list.
+    if (event === 'close' && !once && this.onClose === null && this.listeners === null) {
+      this.onClose = fn;
+      return this;
+    }
     this.listeners ??= new Map();
     const list = this.listeners.get(event);
     if (list) list.push({ fn, once });
@@ -236,6 +244,10 @@ export class FastResponse {
   }
 
   off(event: string, fn: Listener): this {
+    if (event === 'close' && this.onClose === fn) {
+      this.onClose = null;
+      return this;
+    }
     const list = this.listeners?.get(event);
     const i = list ? list.findIndex((l) => l.fn === fn) : -1;
     if (i !== -1) list?.splice(i, 1);
@@ -247,19 +259,30 @@ export class FastResponse {
   }
 
   emit(event: string, ...args: unknown[]): boolean {
+    if (event === 'close' && this.onClose !== null) {
+      const fn = this.onClose;
+      fn.apply(this, args);
+      const rest = this.listeners?.get(event);
+      if (rest && rest.length > 0) this.emitList(rest, event, args);
+      return true;
+    }
     const list = this.listeners?.get(event);
     if (!list || list.length === 0) return false;
+    this.emitList(list, event, args);
+    return true;
+  }
+
+  private emitList(list: { fn: Listener; once: boolean }[], event: string, args: unknown[]): void {
     if (list.length === 1) {
       const l = list[0] as { fn: Listener; once: boolean };
       if (l.once) list.length = 0;
       l.fn.apply(this, args);
-      return true;
+      return;
     }
     for (const l of list.slice()) {
       if (l.once) this.off(event, l.fn);
       l.fn.apply(this, args);
     }
-    return true;
   }
 
   writeHead(status: number, text?: string | Record<string, string | number> | string[], headers?: Record<string, string | number> | string[]): this {
@@ -387,10 +410,8 @@ export class FastResponse {
     this.writableFinished = true;
     this.conn.responseDone(this);
     // As Node's: 'finish', then 'close' (here at once: the bytes are with the socket).
-    if (this.listeners !== null) {
-      this.emit('finish');
-      this.emit('close');
-    }
+    if (this.listeners !== null) this.emit('finish');
+    if (this.listeners !== null || this.onClose !== null) this.emit('close');
     return this;
   }
 
