@@ -63,7 +63,9 @@ function requestParser(maxHeaderSize: number): RequestParser {
     p[HTTPParser.kOnHeaders] = onHeaders;
     p[HTTPParser.kOnHeadersComplete] = onHeadersComplete;
     p[HTTPParser.kOnBody] = onBody;
-    p[HTTPParser.kOnMessageComplete] = onMessageComplete;
+    // No kOnMessageComplete: each callback from the parser costs a call into JS, and a head the
+    // fast path keeps has no body, so its message is complete once the head is (a body would have
+    // been announced by Content-Length or Transfer-Encoding, which send it to Node's server).
   }
   if (sharedDirty || sharedMax !== maxHeaderSize) {
     p.initialize(HTTPParser.REQUEST, PARSER_RESOURCE, maxHeaderSize, 0);
@@ -89,9 +91,6 @@ function onBody(this: RequestParser): void {
   if (this.conn) this.conn.refuse = true;
 }
 
-function onMessageComplete(this: RequestParser): void {
-  if (this.conn) this.conn.complete = true;
-}
 
 const BLANK_LINE = Buffer.from('\r\n\r\n', 'latin1');
 
@@ -449,7 +448,6 @@ function flushFirst(res: FastResponse): void {
 export class FastConnection {
   /** Set by the parser callbacks for the read being parsed. */
   refuse = false;
-  complete = false;
   private req: FastRequest | null = null;
   private keepAlive = false;
   /** The response in flight. */
@@ -516,15 +514,16 @@ export class FastConnection {
   private parse(chunk: Buffer): void {
     if (!this.owner.fastPath || !oneHead(chunk)) return this.handOff(chunk);
     this.refuse = false;
-    this.complete = false;
     this.req = null;
     const parser = requestParser(this.owner.maxHeaderSize);
     parser.conn = this;
     const ret = parser.execute(chunk);
     parser.conn = null;
     const req = this.req as FastRequest | null;
-    if (typeof ret !== 'number' || this.refuse || !this.complete || req === null || !this.keepAlive) sharedDirty = true;
-    if (typeof ret !== 'number' || this.refuse || !this.complete || req === null) return this.handOff(chunk);
+    // The whole read parsed as one bodiless head (oneHead: nothing follows its blank line).
+    const whole = ret === chunk.length && !this.refuse && req !== null;
+    if (!whole || !this.keepAlive) sharedDirty = true;
+    if (!whole) return this.handOff(chunk);
     this.requests++;
     const res = new FastResponse(req, this.socket, this, this.keepAlive);
     this.res = res;
