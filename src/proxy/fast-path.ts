@@ -81,7 +81,7 @@ function onHeaders(this: RequestParser): void {
   if (this.conn) this.conn.refuse = true;
 }
 
-function onHeadersComplete(this: RequestParser, major: number, minor: number, headers: string[], method: number, url: string, _status: unknown, _text: unknown, upgrade: boolean, keepAlive: boolean): number {
+function onHeadersComplete(this: RequestParser, major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, _status: unknown, _text: unknown, upgrade: boolean, keepAlive: boolean): number {
   const conn = this.conn;
   if (conn) conn.headersComplete(major, minor, headers, method, url, upgrade, keepAlive);
   return 0;
@@ -530,7 +530,13 @@ export class FastConnection {
     this.owner.serve(req, res);
   }
 
-  headersComplete(major: number, minor: number, headers: string[], method: number, url: string, upgrade: boolean, keepAlive: boolean): void {
+  headersComplete(major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): void {
+    // Fields past the 32 llhttp hands over at once came through onHeaders (refused there); the
+    // head then arrives without its fields here.
+    if (this.refuse || headers === undefined || url === undefined) {
+      this.refuse = true;
+      return;
+    }
     if (major !== 1 || minor !== 1 || upgrade || headers.length / 2 > this.owner.maxHeaderCount) {
       this.refuse = true;
       return;
