@@ -340,6 +340,12 @@ export class FastResponse {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     if (!this.headWritten && this.first === null && buf.length <= MERGE_MAX) {
       this.first = buf;
+      // A sized body's end adds nothing: head and chunk go now, in one buffer. A chunked body's
+      // last chunk usually ends it in this same tick: kept until then, to go in the same buffer.
+      if (!this.chunked) {
+        this.flushHead('');
+        return !this.draining;
+      }
       process.nextTick(flushFirst, this);
       return true;
     }
@@ -355,7 +361,7 @@ export class FastResponse {
     const first = this.first;
     this.first = null;
     if (first === null) {
-      this.socket.write(head + tail, 'latin1');
+      if (!this.socket.write(head + tail, 'latin1')) this.waitDrain();
       return;
     }
     const frame = this.chunked ? first.length.toString(16) + CRLF : '';
