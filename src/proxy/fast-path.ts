@@ -25,14 +25,22 @@ const { HTTPParser, methods } = createRequire(import.meta.url)('_http_common') a
 };
 
 /** What the fast path needs from the listener that owns the connection (server.ts). */
-export interface FastOwner {
-  /** The fast path is on (`clientFastPath`, no nginx.conf site): checked per request, a reload changes it. */
-  readonly fastPath: boolean;
+/** The limits a fast connection reads (server.ts keeps one object, replaced on a reload). */
+export interface FastLimits {
+  /** Fixed at a listener's creation, as Node's server has it. */
   readonly maxHeaderSize: number;
   readonly maxHeaderCount: number;
   readonly clientHeaderTimeout: number;
   readonly keepaliveTimeout: number;
   readonly sendTimeout: number;
+}
+
+/** What the fast path needs from the listener that owns the connection (server.ts). */
+export interface FastOwner {
+  /** The fast path is on (`clientFastPath`, no nginx.conf site): asked per request, a reload changes it. */
+  fastPath(): boolean;
+  /** The limits now. */
+  limits(): FastLimits;
   /** Answers a parsed request, as for Node's 'request' event. */
   serve(req: FastRequest, res: FastResponse): void;
   /** Gives the socket to Node's HTTP server; its first bytes were put back on the socket. */
@@ -468,13 +476,17 @@ export class FastConnection {
   private closing = false;
   readonly keepAliveFields: string;
   readonly sendTimeout: number;
+  /** The limits when the connection was accepted: a reload applies to the next connections. */
+  private readonly limits: FastLimits;
 
   constructor(
     private readonly socket: RawSocket,
     private readonly owner: FastOwner,
   ) {
-    this.sendTimeout = owner.sendTimeout;
-    this.keepAliveFields = keepAliveFields(owner.keepaliveTimeout);
+    const limits = owner.limits();
+    this.limits = limits;
+    this.sendTimeout = limits.sendTimeout;
+    this.keepAliveFields = keepAliveFields(limits.keepaliveTimeout);
     // Listeners shared by every connection (no closures per connection): they find it on the socket.
     (socket as ConnSocket)[kConn] = this;
     socket.on('data', onSocketData);
@@ -482,7 +494,7 @@ export class FastConnection {
     socket.on('close', onSocketClose);
     socket.on('error', noop);
     socket.on('timeout', onSocketTimeout);
-    this.arm(owner.clientHeaderTimeout);
+    this.arm(limits.clientHeaderTimeout);
   }
 
   /** The socket's inactivity deadline now. */
@@ -518,10 +530,10 @@ export class FastConnection {
   }
 
   private parse(chunk: Buffer): void {
-    if (!this.owner.fastPath || !oneHead(chunk)) return this.handOff(chunk);
+    if (!this.owner.fastPath() || !oneHead(chunk)) return this.handOff(chunk);
     this.refuse = false;
     this.req = null;
-    const parser = requestParser(this.owner.maxHeaderSize);
+    const parser = requestParser(this.limits.maxHeaderSize);
     parser.conn = this;
     const ret = parser.execute(chunk);
     parser.conn = null;
@@ -543,7 +555,7 @@ export class FastConnection {
       this.refuse = true;
       return;
     }
-    if (major !== 1 || minor !== 1 || upgrade || headers.length / 2 > this.owner.maxHeaderCount) {
+    if (major !== 1 || minor !== 1 || upgrade || headers.length / 2 > this.limits.maxHeaderCount) {
       this.refuse = true;
       return;
     }
@@ -590,7 +602,7 @@ export class FastConnection {
       socket.destroySoon();
       return;
     }
-    this.arm(this.owner.keepaliveTimeout);
+    this.arm(this.limits.keepaliveTimeout);
     // A request that came during this one: served on the next tick, after this one's access log.
     if (this.pending !== null) process.nextTick(servePending, this);
   }

@@ -22,7 +22,7 @@ import { sendErrorPage, type Site, type SiteLocation } from './site.js';
 import { escapeUri, route } from './rewrite.js';
 import { applyProxySetHeader } from './proxy-set-header.js';
 import { UpgradeProxy } from './upgrade.js';
-import { FastConnection, FastResponse, type FastOwner, type FastRequest } from './fast-path.js';
+import { FastConnection, FastResponse, type FastLimits, type FastOwner, type FastRequest } from './fast-path.js';
 
 /** In a graceful stop, how long an idle keep-alive connection may still bring one last request. */
 const IDLE_GRACE_MS = 1000;
@@ -207,7 +207,7 @@ export class ProxyServer implements ExchangeOwner {
       this.metrics?.connection();
       this.sockets.add(socket);
       const client = this.countClient(socket);
-      const fast = !proxyProtocol && fastOwner.fastPath ? new FastConnection(socket as Socket & { destroySoon(): void }, fastOwner) : undefined;
+      const fast = !proxyProtocol && fastOwner.fastPath() ? new FastConnection(socket as Socket & { destroySoon(): void }, fastOwner) : undefined;
       if (fast) this.fastConnections.add(fast);
       socket.once('close', () => {
         this.sockets.delete(socket);
@@ -237,25 +237,18 @@ export class ProxyServer implements ExchangeOwner {
    * as Node's are; what it does not take goes to Node's server's own connection listeners.
    */
   private fastOwner(server: http.Server, inner: ((socket: Socket) => void)[], maxHeaderSize: number): FastOwner {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const self = this;
+    let limits: FastLimits | undefined;
+    let from: GatewayConfig | undefined;
     return {
-      get fastPath() {
-        return self.config.clientFastPath && self.site === undefined;
-      },
-      // Fixed at creation, as Node's server has it.
-      maxHeaderSize,
-      get maxHeaderCount() {
-        return self.config.maxHeaderCount;
-      },
-      get clientHeaderTimeout() {
-        return self.config.clientHeaderTimeout;
-      },
-      get keepaliveTimeout() {
-        return self.config.keepaliveTimeout;
-      },
-      get sendTimeout() {
-        return self.config.sendTimeout;
+      fastPath: () => this.config.clientFastPath && this.site === undefined,
+      limits: () => {
+        // One object per configuration, shared by the connections accepted under it.
+        if (limits === undefined || from !== this.config) {
+          const c = this.config;
+          from = c;
+          limits = { maxHeaderSize, maxHeaderCount: c.maxHeaderCount, clientHeaderTimeout: c.clientHeaderTimeout, keepaliveTimeout: c.keepaliveTimeout, sendTimeout: c.sendTimeout };
+        }
+        return limits;
       },
       serve: (req: FastRequest, res: FastResponse) => this.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse),
       handOff: (socket: Socket) => {

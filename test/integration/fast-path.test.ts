@@ -280,6 +280,19 @@ describe('a held request whose client half-closes', () => {
 });
 
 describe('switched off', () => {
+  it('a reload with clientFastPath false: the next request on an open connection goes to Node', async () => {
+    const config = (on: boolean) => configFrom(['--upstream', app.socketPath, '--listen', '127.0.0.1:0', '--access-log', 'off', '--workers', '0', '--client-header-timeout', '1s', '--client-fast-path', String(on)], () => undefined).config!;
+    const r = exchange(fast.port, [get('/before-reload'), get('/after-reload', LAST)], { pauseMs: 300 });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    fast.proxy.reconfigure(config(false), {});
+    try {
+      expect(statuses((await r).text)).toEqual([200, 200]);
+    } finally {
+      fast.proxy.reconfigure(config(true), {});
+    }
+    expect(served).toEqual(['fast GET /before-reload', 'node GET /after-reload']);
+  });
+
   it('--client-fast-path false: Node serves every request', async () => {
     const r = await exchange(node.port, [get('/x'), get('/y', LAST)]);
     expect(statuses(r.text)).toEqual([200, 200]);
