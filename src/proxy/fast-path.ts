@@ -99,7 +99,6 @@ function onBody(this: RequestParser): void {
   if (this.conn) this.conn.refuse = true;
 }
 
-
 const BLANK_LINE = Buffer.from('\r\n\r\n', 'latin1');
 
 /** The one head the fast path takes: a read that ends with the head's blank line and holds nothing else. */
