@@ -11,6 +11,8 @@ import { proxyHeaderOf } from './proxy-protocol.js';
 
 /** RFC 9110 7.6.1 and the legacy ones nginx also drops. `expect` is answered by us (100-continue). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'trailer', 'expect']);
+/** The lengths of the HOP_BY_HOP names: a name of another length is not one. */
+const HOP_LENGTHS = new Set([...HOP_BY_HOP].map((n) => n.length));
 /** Fields we set from the connection; a client's own values are dropped or rewritten. */
 const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip', 'forwarded']);
 
@@ -60,9 +62,16 @@ export function checkRequest(req: IncomingMessage, limits: RequestLimits): Gatew
   return undefined;
 }
 
-/** The names a Connection header lists, lowercased; empty when there is none. */
+const NONE: string[] = [];
+
+/** The names a Connection header lists, lowercased; empty when there is none (do not modify it). */
 export function connectionTokens(value: string | string[] | undefined): string[] {
   if (value === undefined) return [];
+  // The usual values name no field: answered without splitting (an app's every response says one).
+  if (typeof value === 'string' && value.length <= 10) {
+    const v = value.toLowerCase();
+    if (v === 'keep-alive' || v === 'close') return NONE;
+  }
   const text = Array.isArray(value) ? value.join(',') : value;
   const out: string[] = [];
   for (const t of text.split(',')) {
@@ -298,12 +307,16 @@ export function downstreamHeaders(raw: (Buffer | string)[]): string[] {
     }
   }
   const out: string[] = [];
+  const dropping = drop !== undefined && drop.length > 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = latin1(raw[i] as Buffer | string);
-    const lower = name.toLowerCase();
-    // Trailer is kept: it announces the trailers we forward after a chunked body.
-    if (lower !== 'trailer' && HOP_BY_HOP.has(lower)) continue;
-    if (drop !== undefined && drop.includes(lower)) continue;
+    // Only names as long as a hop-by-hop one are lowercased and looked up (Trailer is kept: it
+    // announces the trailers we forward after a chunked body).
+    if (dropping || HOP_LENGTHS.has(name.length)) {
+      const lower = name.toLowerCase();
+      if (lower !== 'trailer' && HOP_BY_HOP.has(lower)) continue;
+      if (dropping && (drop as string[]).includes(lower)) continue;
+    }
     out.push(name, latin1(raw[i + 1] as Buffer | string));
   }
   return out;
