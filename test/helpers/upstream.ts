@@ -52,3 +52,39 @@ export async function rawUpstream(socketPath: string, onConnection: (socket: net
       }),
   };
 }
+
+/**
+ * The app's answers whose framing tests check (framing.test.ts, fast-path.test.ts): a fixed length,
+ * chunked in two writes, 204, 304, a chunked body with a trailer. Returns false for other URLs.
+ */
+export function framingAnswer(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+  const head = req.method === 'HEAD';
+  switch (req.url) {
+    case '/fixed':
+      res.writeHead(200, { 'Content-Length': '11' });
+      res.end(head ? undefined : 'hello world');
+      return true;
+    case '/chunked':
+      res.writeHead(200, { 'Content-Type': 'text/plain' });
+      res.write('first,');
+      setTimeout(() => res.end('second'), 20);
+      return true;
+    case '/204':
+      res.writeHead(204, { 'X-Kind': 'no-content' });
+      res.end();
+      return true;
+    case '/304':
+      res.writeHead(304, { ETag: '"v1"' });
+      res.end();
+      return true;
+    case '/trailers':
+      // Node refuses a Trailer field on a response without a body (HEAD).
+      res.writeHead(200, head ? { 'Content-Type': 'text/plain' } : { 'Content-Type': 'text/plain', Trailer: 'X-Checksum' });
+      res.write('body-with-trailer');
+      if (!head) res.addTrailers({ 'X-Checksum': 'abc123' });
+      res.end();
+      return true;
+    default:
+      return false;
+  }
+}

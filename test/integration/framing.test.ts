@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type RunningGateway } from '../helpers/gateway.js';
 import { parseHead, rawRequest } from '../helpers/raw.js';
-import { httpUpstream, tempDir, type Upstream } from '../helpers/upstream.js';
+import { framingAnswer, httpUpstream, tempDir, type Upstream } from '../helpers/upstream.js';
 
 let tmp: ReturnType<typeof tempDir>;
 let upstream: Upstream;
@@ -21,23 +21,11 @@ beforeAll(async () => {
   tmp = tempDir();
   upstream = await httpUpstream(join(tmp.dir, 'app.sock'), (req, res) => {
     const url = req.url ?? '/';
+    if (framingAnswer(req, res)) return;
     if (url === '/head') {
       // A HEAD answer announces the length a GET would have; no body follows (RFC 9110 9.3.2).
       res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': '100' });
       res.end(req.method === 'HEAD' ? undefined : 'x'.repeat(100));
-    } else if (url === '/204') {
-      res.writeHead(204, { 'X-Kind': 'no-content' });
-      res.end();
-    } else if (url === '/304') {
-      res.writeHead(304, { ETag: '"v1"' });
-      res.end();
-    } else if (url === '/fixed') {
-      res.writeHead(200, { 'Content-Length': '11' });
-      res.end('hello world');
-    } else if (url === '/chunked') {
-      res.writeHead(200, { 'Content-Type': 'text/plain' });
-      res.write('first,');
-      setTimeout(() => res.end('second'), 20);
     } else if (url === '/sse') {
       res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
       res.write('data: one\n\n');
@@ -45,11 +33,6 @@ beforeAll(async () => {
         res.write('data: two\n\n');
         res.end();
       }, 1000);
-    } else if (url === '/trailers') {
-      res.writeHead(200, { 'Content-Type': 'text/plain', Trailer: 'X-Checksum' });
-      res.write('body-with-trailer');
-      res.addTrailers({ 'X-Checksum': 'abc123' });
-      res.end();
     } else if (url === '/continue') {
       let body = '';
       req.setEncoding('utf8');
