@@ -22,7 +22,9 @@ import { sendErrorPage, type Site, type SiteLocation } from './site.js';
 import { escapeUri, route } from './rewrite.js';
 import { applyProxySetHeader } from './proxy-set-header.js';
 import { UpgradeProxy } from './upgrade.js';
-import { FastConnection, FastResponse, type FastLimits, type FastOwner, type FastRequest } from './fast-path.js';
+import { FastConnection, type FastLimits, type FastOwner } from './fast-connection.js';
+import type { FastRequest } from './fast-request.js';
+import { FastResponse } from './fast-response.js';
 
 /** In a graceful stop, how long an idle keep-alive connection may still bring one last request. */
 const IDLE_GRACE_MS = 1000;
@@ -67,7 +69,7 @@ export class ProxyServer implements ExchangeOwner {
   private lastRefusalLog = 0;
   private refusedSinceLog = 0;
   private readonly servers: http.Server[] = [];
-  /** Connections on the fast path (fast-path.ts), closed when idle at the end of a graceful stop's grace. */
+  /** Connections on the fast path (fast-connection.ts), closed when idle at the end of a graceful stop's grace. */
   private readonly fastConnections = new Set<FastConnection>();
   private ctx: ForwardContext;
   private readonly upgrades: UpgradeProxy;
@@ -233,7 +235,7 @@ export class ProxyServer implements ExchangeOwner {
   }
 
   /**
-   * What the fast path (fast-path.ts) needs of a listener: its requests are answered by handle(),
+   * What the fast path (fast-connection.ts) needs of a listener: its requests are answered by handle(),
    * as Node's are; what it does not take goes to Node's server's own connection listeners.
    */
   private fastOwner(server: http.Server, inner: ((socket: Socket) => void)[], maxHeaderSize: number): FastOwner {
@@ -444,7 +446,7 @@ export class ProxyServer implements ExchangeOwner {
     const hasBody = cl !== undefined ? cl !== '0' : te !== undefined;
     const socket = req.socket;
     // Phase deadlines: nginx's client_body_timeout while the body arrives, send_timeout after (on
-    // the fast path, send_timeout is set once the client pushes back: fast-path.ts).
+    // the fast path, send_timeout is set once the client pushes back: fast-connection.ts).
     if (!(res instanceof FastResponse)) {
       socket.setTimeout(hasBody && !req.complete ? this.config.clientBodyTimeout : this.config.sendTimeout);
       if (hasBody && this.config.clientBodyTimeout !== this.config.sendTimeout) {

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { configFrom } from '../../src/config/resolve.js';
 import { createLogger } from '../../src/log/logger.js';
 import { AccessLog } from '../../src/proxy/access-log.js';
-import { FastRequest } from '../../src/proxy/fast-path.js';
+import { FastRequest } from '../../src/proxy/fast-request.js';
 import { ProxyServer } from '../../src/proxy/server.js';
 import { framingAnswer, httpUpstream, tempDir, type Upstream } from '../helpers/upstream.js';
 

@@ -2,15 +2,16 @@
  * The client side's fast path: the common request (HTTP/1.1, no body, no upgrade, its head in one
  * read) parsed with Node's native parser (llhttp, the one upstream.ts uses) straight off the socket,
  * and answered without Node's http module. Everything else, and every connection after it, goes to
- * Node's HTTP server, which gets the bytes exactly as they came (docs/proxy.md, "The fast path").
+ * Node's HTTP server, which gets the bytes exactly as they came (docs/proxy.md, "The client fast path").
  *
  * The request and response objects carry what the gateway reads and calls of Node's (server.ts,
  * forward.ts, respond.ts), and the response writes the bytes Node's ServerResponse writes for the
  * same calls: the app's fields in order, then Date, Connection (and Keep-Alive), Transfer-Encoding.
  */
-import { IncomingMessage, STATUS_CODES } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { FastRequest } from './fast-request.js';
+import { FastResponse, type ResponseConnection } from './fast-response.js';
 
 interface RequestParser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
@@ -24,7 +25,6 @@ const { HTTPParser, methods } = createRequire(import.meta.url)('_http_common') a
   methods: string[];
 };
 
-/** What the fast path needs from the listener that owns the connection (server.ts). */
 /** The limits a fast connection reads (server.ts keeps one object, replaced on a reload). */
 export interface FastLimits {
   /** Fixed at a listener's creation, as Node's server has it. */
@@ -107,358 +107,11 @@ function oneHead(chunk: Buffer): boolean {
   return n > 16 && chunk[n - 1] === 10 && chunk[n - 2] === 13 && chunk[n - 3] === 10 && chunk[n - 4] === 13 && chunk.indexOf(BLANK_LINE) === n - 4;
 }
 
-const addHeaderLine = (IncomingMessage.prototype as unknown as { _addHeaderLine(field: string, value: string, dest: Record<string, string | string[]>): void })._addHeaderLine;
-
-/** A parsed bodiless request: the fields of Node's IncomingMessage the gateway reads. */
-export class FastRequest {
-  readonly httpVersion = '1.1';
-  readonly httpVersionMajor = 1;
-  readonly httpVersionMinor = 1;
-  readonly complete = true;
-  readonly destroyed = false;
-  readonly readableLength = 0;
-  /** Read by IncomingMessage's _addHeaderLine: duplicates of single fields are dropped, as Node's server does here. */
-  readonly joinDuplicateHeaders = false;
-  /** server.ts's per-request fields (GatewayRequest). */
-  client: unknown = undefined;
-  location: unknown = undefined;
-  readonly headers: Record<string, string | string[]> = {};
-
-  constructor(
-    readonly method: string,
-    public url: string,
-    readonly rawHeaders: string[],
-    readonly socket: Socket,
-  ) {
-    const h = this.headers;
-    for (let i = 0; i < rawHeaders.length; i += 2) addHeaderLine.call(this, rawHeaders[i] as string, rawHeaders[i + 1] as string, h);
-  }
-
-  isPaused(): boolean {
-    return false;
-  }
-
-  /** No body: 'end' and 'close' listeners (forward.ts adds them only for bodies) have nothing to wait for. */
-  once(): this {
-    return this;
-  }
-}
-
-let date = '';
-function utcDate(): string {
-  if (date === '') {
-    const now = new Date();
-    date = now.toUTCString();
-    setTimeout(() => (date = ''), 1000 - now.getMilliseconds()).unref();
-  }
-  return date;
-}
-
-const CRLF = '\r\n';
-/** A first body chunk up to this size goes out in one buffer with the head (one write, no writev). */
-const MERGE_MAX = 16 * 1024;
-
-type Listener = (...args: unknown[]) => void;
-
-const F_DATE = 1;
-const F_LENGTH = 2;
-const F_CODING = 4;
-const F_CHUNKED = 8;
-const F_CONNECTION = 16;
-const F_CLOSE = 32;
-
-/** What a response field tells the framing: the F_ flags, as Node's ServerResponse reads them. */
-function fieldFlags(name: string, value: string): number {
-  switch (name.length) {
-    case 4:
-      return name.toLowerCase() === 'date' ? F_DATE : 0;
-    case 10:
-      if (name.toLowerCase() !== 'connection') return 0;
-      return /(?:^|\W)close(?:$|\W)/i.test(value) ? F_CONNECTION | F_CLOSE : F_CONNECTION;
-    case 14:
-      return name.toLowerCase() === 'content-length' ? F_LENGTH : 0;
-    case 17:
-      if (name.toLowerCase() !== 'transfer-encoding') return 0;
-      return /(?:^|\W)chunked(?:$|\W)/i.test(value) ? F_CODING | F_CHUNKED : F_CODING;
-    default:
-      return 0;
-  }
-}
-
-/**
- * The response to a FastRequest: what the gateway calls of Node's ServerResponse, writing what
- * Node writes. The head waits for the first body bytes: a response written whole in one tick (the
- * usual: its head, body and end come from one upstream read) goes out as one buffer in one write.
- */
-export class FastResponse {
-  /** True once writeHead ran, as Node's (the head itself may not be written yet). */
-  headersSent = false;
-  destroyed = false;
-  writableEnded = false;
-  writableFinished = false;
-  shouldKeepAlive: boolean;
-  /** server.ts's per-response field (GatewayResponse). */
-  exchange: unknown = undefined;
-  private head = '';
-  private headWritten = false;
-  /** The first body chunk, kept to go out with the head (flushed on the next tick at the latest). */
-  private first: Buffer | null = null;
-  private chunked = false;
-  /** HEAD, 204, 304: the head only (Node ignores body writes for them). */
-  private hasBody: boolean;
-  /** The connection closes after this response (Connection: close written). */
-  last = false;
-  private trailers = '';
-  private draining = false;
-  /** Listeners by event: the gateway listens for 'close', 'drain' and 'finish' only. */
-  private listeners: Map<string, { fn: Listener; once: boolean }[]> | null = null;
-  private onClose: Listener | null = null;
-
-  constructor(
-    readonly req: FastRequest,
-    readonly socket: Socket,
-    private readonly conn: FastConnection,
-    keepAlive: boolean,
-  ) {
-    this.shouldKeepAlive = keepAlive;
-    this.hasBody = req.method !== 'HEAD';
-  }
-
-  get writableLength(): number {
-    return this.socket.writableLength;
-  }
-
-  on(event: string, fn: Listener): this {
-    return this.listen(event, fn, false);
-  }
-
-  once(event: string, fn: Listener): this {
-    return this.listen(event, fn, true);
-  }
-
-  private listen(event: string, fn: Listener, once: boolean): this {
-    // The Exchange's one 'close' listener, on every response: kept without a list.
-    if (event === 'close' && !once && this.onClose === null && this.listeners === null) {
-      this.onClose = fn;
-      return this;
-    }
-    this.listeners ??= new Map();
-    const list = this.listeners.get(event);
-    if (list) list.push({ fn, once });
-    else this.listeners.set(event, [{ fn, once }]);
-    return this;
-  }
-
-  off(event: string, fn: Listener): this {
-    if (event === 'close' && this.onClose === fn) {
-      this.onClose = null;
-      return this;
-    }
-    const list = this.listeners?.get(event);
-    const i = list ? list.findIndex((l) => l.fn === fn) : -1;
-    if (i !== -1) list?.splice(i, 1);
-    return this;
-  }
-
-  removeListener(event: string, fn: Listener): this {
-    return this.off(event, fn);
-  }
-
-  emit(event: string, ...args: unknown[]): boolean {
-    if (event === 'close' && this.onClose !== null) {
-      const fn = this.onClose;
-      fn.apply(this, args);
-      const rest = this.listeners?.get(event);
-      if (rest && rest.length > 0) this.emitList(rest, event, args);
-      return true;
-    }
-    const list = this.listeners?.get(event);
-    if (!list || list.length === 0) return false;
-    this.emitList(list, event, args);
-    return true;
-  }
-
-  private emitList(list: { fn: Listener; once: boolean }[], event: string, args: unknown[]): void {
-    if (list.length === 1) {
-      const l = list[0] as { fn: Listener; once: boolean };
-      if (l.once) list.length = 0;
-      l.fn.apply(this, args);
-      return;
-    }
-    for (const l of list.slice()) {
-      if (l.once) this.off(event, l.fn);
-      l.fn.apply(this, args);
-    }
-  }
-
-  writeHead(status: number, text?: string | Record<string, string | number> | string[], headers?: Record<string, string | number> | string[]): this {
-    if (typeof text !== 'string') {
-      headers = text;
-      text = undefined;
-    }
-    if (status === 204 || status === 304 || status < 200) this.hasBody = false;
-    let head = `HTTP/1.1 ${status} ${text ?? STATUS_CODES[status] ?? 'unknown'}\r\n`;
-    let flags = 0;
-    if (Array.isArray(headers)) {
-      for (let i = 0; i < headers.length; i += 2) {
-        const name = headers[i] as string;
-        const value = headers[i + 1] as string;
-        head += name + ': ' + value + CRLF;
-        flags |= fieldFlags(name, value);
-      }
-    } else if (headers) {
-      for (const name in headers) {
-        const value = String(headers[name]);
-        head += name + ': ' + value + CRLF;
-        flags |= fieldFlags(name, value);
-      }
-    }
-    const hasDate = (flags & F_DATE) !== 0;
-    const hasLength = (flags & F_LENGTH) !== 0;
-    const hasCoding = (flags & F_CODING) !== 0;
-    const hasConnection = (flags & F_CONNECTION) !== 0;
-    if ((flags & F_CLOSE) !== 0) this.last = true;
-    if ((flags & F_CHUNKED) !== 0) this.chunked = true;
-    if (!hasDate) head += 'Date: ' + utcDate() + CRLF;
-    if (!hasConnection) {
-      if (this.shouldKeepAlive) head += this.conn.keepAliveFields;
-      else {
-        head += 'Connection: close\r\n';
-        this.last = true;
-      }
-    }
-    if (!hasLength && !hasCoding && this.hasBody) {
-      head += 'Transfer-Encoding: chunked\r\n';
-      this.chunked = true;
-    }
-    if (!this.hasBody) this.chunked = false;
-    this.head = head + CRLF;
-    this.headersSent = true;
-    return this;
-  }
-
-  write(chunk: Buffer | string): boolean {
-    if (this.destroyed || this.writableEnded) return false;
-    if (!this.headersSent) this.writeHead(200);
-    if (!this.hasBody || chunk.length === 0) {
-      if (!this.headWritten && this.first === null) this.flushHead('');
-      return true;
-    }
-    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    if (!this.headWritten && this.first === null && buf.length <= MERGE_MAX) {
-      this.first = buf;
-      // A sized body's end adds nothing: head and chunk go now, in one buffer. A chunked body's
-      // last chunk usually ends it in this same tick: kept until then, to go in the same buffer.
-      if (!this.chunked) {
-        this.flushHead('');
-        return !this.draining;
-      }
-      process.nextTick(flushFirst, this);
-      return true;
-    }
-    this.flush();
-    return this.send(buf);
-  }
-
-  /** The head, and the first chunk when kept, as one buffer; `tail` (the chunked end) with them. */
-  private flushHead(tail: string): void {
-    this.headWritten = true;
-    const head = this.head;
-    this.head = '';
-    const first = this.first;
-    this.first = null;
-    if (first === null) {
-      if (!this.socket.write(head + tail, 'latin1')) this.waitDrain();
-      return;
-    }
-    const frame = this.chunked ? first.length.toString(16) + CRLF : '';
-    const after = this.chunked ? CRLF + tail : tail;
-    const out = Buffer.allocUnsafe(head.length + frame.length + first.length + after.length);
-    let at = out.write(head, 0, 'latin1');
-    at += out.write(frame, at, 'latin1');
-    at += first.copy(out, at);
-    out.write(after, at, 'latin1');
-    if (!this.socket.write(out)) this.waitDrain();
-  }
-
-  /** Writes the head (and the kept first chunk) now, if not written yet. */
-  flush(): void {
-    if (!this.headWritten && !this.destroyed) this.flushHead('');
-  }
-
-  private send(buf: Buffer): boolean {
-    const socket = this.socket;
-    let ok: boolean;
-    if (this.chunked) {
-      socket.cork();
-      socket.write(buf.length.toString(16) + CRLF, 'latin1');
-      socket.write(buf);
-      ok = socket.write(CRLF, 'latin1');
-      socket.uncork();
-    } else ok = socket.write(buf);
-    if (!ok) this.waitDrain();
-    return ok;
-  }
-
-  private waitDrain(): void {
-    if (this.draining) return;
-    this.draining = true;
-    this.socket.once('drain', onSocketDrain);
-    this.conn.arm(this.conn.sendTimeout);
-  }
-
-  addTrailers(fields: Record<string, string>): void {
-    for (const name in fields) this.trailers += name + ': ' + fields[name] + CRLF;
-  }
-
-  end(chunk?: Buffer | string): this {
-    if (this.writableEnded || this.destroyed) return this;
-    if (chunk !== undefined && chunk.length > 0) this.write(chunk);
-    this.writableEnded = true;
-    if (!this.headersSent) this.writeHead(200);
-    const tail = this.chunked ? '0\r\n' + this.trailers + CRLF : '';
-    if (!this.headWritten) this.flushHead(tail);
-    else if (tail !== '') this.socket.write(tail, 'latin1');
-    this.writableFinished = true;
-    this.conn.responseDone(this);
-    // As Node's: 'finish', then 'close' (here at once: the bytes are with the socket).
-    if (this.listeners !== null) this.emit('finish');
-    if (this.listeners !== null || this.onClose !== null) this.emit('close');
-    return this;
-  }
-
-  destroy(_err?: Error): this {
-    if (this.destroyed) return this;
-    this.destroyed = true;
-    this.first = null;
-    this.socket.destroy();
-    return this;
-  }
-
-  /** The socket drained: passed on to the response waiting on it. */
-  drained(): void {
-    this.draining = false;
-    this.emit('drain');
-  }
-
-  /** The socket closed under the response. */
-  closed(): void {
-    if (this.writableFinished) return;
-    this.destroyed = true;
-    this.first = null;
-    this.emit('close');
-  }
-}
-
-function flushFirst(res: FastResponse): void {
-  res.flush();
-}
-
 /**
  * One client connection on the fast path: one request at a time; bytes that come while a request
  * is in flight wait (the socket paused) until its response is done, then are served or handed off.
  */
-export class FastConnection {
+export class FastConnection implements ResponseConnection {
   /** Set by the parser callbacks for the read being parsed. */
   refuse = false;
   private req: FastRequest | null = null;
@@ -661,6 +314,12 @@ export class FastConnection {
   /** The socket drained: passed on to the response waiting on it. */
   drained(): void {
     this.res?.drained();
+  }
+
+  /** ResponseConnection: the client stopped taking the response; send_timeout from now. */
+  pushedBack(): void {
+    this.socket.once('drain', onSocketDrain);
+    this.arm(this.sendTimeout);
   }
 
   /** A graceful stop's end: closed if idle. */
