@@ -5,7 +5,13 @@
 import { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 
-const addHeaderLine = (IncomingMessage.prototype as unknown as { _addHeaderLine(field: string, value: string, dest: Record<string, string | string[]>): void })._addHeaderLine;
+/**
+ * Node's own rule for building `headers` from the raw fields (which duplicates are joined, which
+ * dropped, Set-Cookie as a list), so both client paths see the same object. An internal method:
+ * a Node without it turns the fast path off (FAST_REQUESTS) rather than guess the rule.
+ */
+const addHeaderLine = (IncomingMessage.prototype as unknown as { _addHeaderLine?: (field: string, value: string, dest: Record<string, string | string[]>) => void })._addHeaderLine;
+export const FAST_REQUESTS = typeof addHeaderLine === 'function';
 
 /** A parsed bodiless request: the fields of Node's IncomingMessage the gateway reads. */
 export class FastRequest {
@@ -29,7 +35,7 @@ export class FastRequest {
     readonly socket: Socket,
   ) {
     const h = this.headers;
-    for (let i = 0; i < rawHeaders.length; i += 2) addHeaderLine.call(this, rawHeaders[i] as string, rawHeaders[i + 1] as string, h);
+    for (let i = 0; i < rawHeaders.length; i += 2) (addHeaderLine as NonNullable<typeof addHeaderLine>).call(this, rawHeaders[i] as string, rawHeaders[i + 1] as string, h);
   }
 
   isPaused(): boolean {

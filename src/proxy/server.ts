@@ -23,7 +23,7 @@ import { escapeUri, route } from './rewrite.js';
 import { applyProxySetHeader } from './proxy-set-header.js';
 import { UpgradeProxy } from './upgrade.js';
 import { FastConnection, type FastLimits, type FastOwner } from './fast-connection.js';
-import type { FastRequest } from './fast-request.js';
+import { FAST_REQUESTS, type FastRequest } from './fast-request.js';
 import { FastResponse } from './fast-response.js';
 
 /** In a graceful stop, how long an idle keep-alive connection may still bring one last request. */
@@ -242,7 +242,7 @@ export class ProxyServer implements ExchangeOwner {
     let limits: FastLimits | undefined;
     let from: GatewayConfig | undefined;
     return {
-      fastPath: () => this.config.clientFastPath && this.site === undefined,
+      fastPath: () => FAST_REQUESTS && this.config.clientFastPath && this.site === undefined,
       limits: () => {
         // One object per configuration, shared by the connections accepted under it.
         if (limits === undefined || from !== this.config) {
