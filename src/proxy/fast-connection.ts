@@ -186,13 +186,20 @@ export class FastConnection implements ResponseConnection {
     this.refuse = false;
     this.req = null;
     const parser = requestParser(this.limits.maxHeaderSize);
+    // Marked clean again only after a clean parse: whatever else happens in execute (an error, a
+    // throw), the next use initializes the parser first.
+    sharedDirty = true;
     parser.conn = this;
-    const ret = parser.execute(chunk);
-    parser.conn = null;
+    let ret: number | Error;
+    try {
+      ret = parser.execute(chunk);
+    } finally {
+      parser.conn = null;
+    }
     const req = this.req as FastRequest | null;
     // The whole read parsed as one bodiless head (oneHead: nothing follows its blank line).
     const whole = ret === chunk.length && !this.refuse && req !== null;
-    if (!whole || !this.keepAlive) sharedDirty = true;
+    if (whole && this.keepAlive) sharedDirty = false;
     if (!whole) return this.handOff(chunk);
     this.requests++;
     const res = new FastResponse(req, this.socket, this, this.keepAlive);
