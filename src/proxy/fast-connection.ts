@@ -76,9 +76,9 @@ function requestParser(maxHeaderSize: number): RequestParser {
     // been announced by Content-Length or Transfer-Encoding, which send it to Node's server).
   }
   if (sharedDirty || sharedMax !== maxHeaderSize) {
+    // Marked clean by parse(), once a head parsed cleanly.
     p.initialize(HTTPParser.REQUEST, PARSER_RESOURCE, maxHeaderSize, 0);
     sharedMax = maxHeaderSize;
-    sharedDirty = false;
   }
   return p;
 }
@@ -127,7 +127,6 @@ export class FastConnection implements ResponseConnection {
   /** The last response closes the connection. */
   private closing = false;
   readonly keepAliveFields: string;
-  readonly sendTimeout: number;
   /** The limits when the connection was accepted: a reload applies to the next connections. */
   private readonly limits: FastLimits;
 
@@ -137,7 +136,6 @@ export class FastConnection implements ResponseConnection {
   ) {
     const limits = owner.limits();
     this.limits = limits;
-    this.sendTimeout = limits.sendTimeout;
     this.keepAliveFields = keepAliveFields(limits.keepaliveTimeout);
     // Listeners shared by every connection (no closures per connection): they find it on the socket.
     (socket as ConnSocket)[kConn] = this;
@@ -326,7 +324,7 @@ export class FastConnection implements ResponseConnection {
   /** ResponseConnection: the client stopped taking the response; send_timeout from now. */
   pushedBack(): void {
     this.socket.once('drain', onSocketDrain);
-    this.arm(this.sendTimeout);
+    this.arm(this.limits.sendTimeout);
   }
 
   /** A graceful stop's end: closed if idle. */

@@ -83,9 +83,8 @@ export class FastResponse {
   last = false;
   private trailers = '';
   private draining = false;
-  /** Listeners by event: the gateway listens for 'close', 'drain' and 'finish' only. */
-  private listeners: Map<string, { fn: Listener; once: boolean }[]> | null = null;
-  private onClose: Listener | null = null;
+  /** The gateway listens for 'close' (the Exchange, on every response), 'drain' and 'finish' only: a list does. */
+  private listeners: { event: string; fn: Listener; once: boolean }[] | null = null;
 
   constructor(
     readonly req: FastRequest,
@@ -102,34 +101,18 @@ export class FastResponse {
   }
 
   on(event: string, fn: Listener): this {
-    return this.listen(event, fn, false);
+    (this.listeners ??= []).push({ event, fn, once: false });
+    return this;
   }
 
   once(event: string, fn: Listener): this {
-    return this.listen(event, fn, true);
-  }
-
-  private listen(event: string, fn: Listener, once: boolean): this {
-    // The Exchange's one 'close' listener, on every response: kept without a list.
-    if (event === 'close' && !once && this.onClose === null && this.listeners === null) {
-      this.onClose = fn;
-      return this;
-    }
-    this.listeners ??= new Map();
-    const list = this.listeners.get(event);
-    if (list) list.push({ fn, once });
-    else this.listeners.set(event, [{ fn, once }]);
+    (this.listeners ??= []).push({ event, fn, once: true });
     return this;
   }
 
   off(event: string, fn: Listener): this {
-    if (event === 'close' && this.onClose === fn) {
-      this.onClose = null;
-      return this;
-    }
-    const list = this.listeners?.get(event);
-    const i = list ? list.findIndex((l) => l.fn === fn) : -1;
-    if (i !== -1) list?.splice(i, 1);
+    const i = this.listeners?.findIndex((l) => l.event === event && l.fn === fn) ?? -1;
+    if (i !== -1) this.listeners?.splice(i, 1);
     return this;
   }
 
@@ -138,30 +121,16 @@ export class FastResponse {
   }
 
   emit(event: string, ...args: unknown[]): boolean {
-    if (event === 'close' && this.onClose !== null) {
-      const fn = this.onClose;
-      fn.apply(this, args);
-      const rest = this.listeners?.get(event);
-      if (rest && rest.length > 0) this.emitList(rest, event, args);
-      return true;
-    }
-    const list = this.listeners?.get(event);
-    if (!list || list.length === 0) return false;
-    this.emitList(list, event, args);
-    return true;
-  }
-
-  private emitList(list: { fn: Listener; once: boolean }[], event: string, args: unknown[]): void {
-    if (list.length === 1) {
-      const l = list[0] as { fn: Listener; once: boolean };
-      if (l.once) list.length = 0;
-      l.fn.apply(this, args);
-      return;
-    }
-    for (const l of list.slice()) {
+    const all = this.listeners;
+    if (all === null) return false;
+    let called = false;
+    for (const l of all.slice()) {
+      if (l.event !== event) continue;
       if (l.once) this.off(event, l.fn);
       l.fn.apply(this, args);
+      called = true;
     }
+    return called;
   }
 
   writeHead(status: number, text?: string | Record<string, string | number> | string[], headers?: Record<string, string | number> | string[]): this {
@@ -294,8 +263,10 @@ export class FastResponse {
     this.writableFinished = true;
     this.conn.responseDone(this);
     // As Node's: 'finish', then 'close' (here at once: the bytes are with the socket).
-    if (this.listeners !== null) this.emit('finish');
-    if (this.listeners !== null || this.onClose !== null) this.emit('close');
+    if (this.listeners !== null) {
+      this.emit('finish');
+      this.emit('close');
+    }
     return this;
   }
 

@@ -66,7 +66,7 @@ const NONE: string[] = [];
 
 /** The names a Connection header lists, lowercased; empty when there is none (do not modify it). */
 export function connectionTokens(value: string | string[] | undefined): string[] {
-  if (value === undefined) return [];
+  if (value === undefined) return NONE;
   // The usual values name no field: answered without splitting (an app's every response says one).
   if (typeof value === 'string' && value.length <= 10) {
     const v = value.toLowerCase();
