@@ -844,10 +844,16 @@ function applyServerLimits(server: http.Server, c: GatewayConfig): void {
 
 /**
  * Runs `then` once every response before it on `socket` has been sent: Node hands the socket to the
- * next pipelined response as one finishes, so the check repeats until no earlier one is left.
+ * next pipelined response as one finishes, so the check repeats until no earlier one is left. After
+ * a response that closed the connection (a 400, Connection: close) Node has ended the socket, and
+ * `then` never runs: the request is dropped unanswered, as handle() drops one (it reached the app
+ * otherwise; test/fuzz/request-path.fuzz.test.ts, seed 421653037).
  */
 function afterEarlier(socket: Socket, then: () => void): void {
-  const earlier = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (socket.destroyed || socket.writableEnded) return;
+  const earlier = (socket as Socket & { _httpMessage?: (ServerResponse & { _last?: boolean }) | null })._httpMessage;
+  // A closing response already written (its 'finish', which ends the socket, is still to come).
+  if (earlier?._last === true) return;
   if (!earlier || earlier.writableFinished) return then();
   earlier.once('finish', () => {
     if (!socket.destroyed) setImmediate(() => afterEarlier(socket, then));
