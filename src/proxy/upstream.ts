@@ -113,6 +113,14 @@ const PAYLOAD_METHODS = new Set(['POST', 'PUT', 'PATCH', 'QUERY', 'PROPFIND', 'P
 
 /** Interim (1xx) responses accepted before the final one. */
 const MAX_INTERIM = 10;
+/**
+ * Every connection reads into this one buffer (net's `onread`), rather than into a fresh one per
+ * read as a 'data' listener gets: no allocation and no stream machinery per read. Safe because a
+ * read is parsed whole before the next one, and Node's parser keeps nothing in it: header fields
+ * become strings, and each body chunk is a copy of its own (node_http_parser's on_body; checked by
+ * upstream-client.test.ts, which keeps the chunks while later reads come in).
+ */
+const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
 
 const NONE = 0;
 const CONNECT = 1;
@@ -214,7 +222,7 @@ class Conn {
     this.parser[HTTPParser.kOnMessageComplete] = onMessageComplete;
     this.job = first;
     first.conn = this;
-    this.socket = net.connect(o.socketPath);
+    this.socket = net.connect({ path: o.socketPath, onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array): boolean => this.read(n, buf as Buffer) } });
     this.arm(CONNECT, o.connectTimeout);
     this.socket.on('connect', () => {
       this.ready = true;
@@ -223,7 +231,6 @@ class Conn {
       if (job) this.start(job);
       else this.pool.release(this);
     });
-    this.socket.on('data', (d: Buffer) => this.data(d));
     this.socket.on('drain', () => {
       const f = this.waitDrain;
       this.waitDrain = null;
@@ -382,6 +389,12 @@ class Conn {
       );
     };
     step();
+  }
+
+  private read(n: number, buf: Buffer): boolean {
+    this.data(buf.subarray(0, n));
+    // Pausing is socket.pause()'s business (pause), not this answer's.
+    return true;
   }
 
   private data(d: Buffer): void {

@@ -203,6 +203,26 @@ describe('native upstream client', () => {
     expect(a.conns.length).toBe(1);
   });
 
+  it('body chunks handed on stay intact while later reads come in (the read buffer is reused)', async () => {
+    // Small chunks (copied) and large ones (the buffer is not read into again), each in a read of
+    // its own and each different, kept by the handler until the end as a slow client's queued
+    // writes keep them.
+    const pieces = [...Array.from({ length: 30 }, (_, i) => String.fromCharCode(97 + (i % 26)).repeat(100 + i)), ...Array.from({ length: 4 }, (_, i) => String.fromCharCode(65 + i).repeat(10_000))];
+    const a = await app((c) =>
+      onHeads(c, async () => {
+        c.socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n');
+        for (const piece of pieces) {
+          await new Promise((r) => setTimeout(r, 3));
+          c.socket.write(`${piece.length.toString(16)}\r\n${piece}\r\n`);
+        }
+        c.socket.write('0\r\n\r\n');
+      }),
+    );
+    const p = pool(a.path, { connections: 1 });
+    expect((await send(p)).body).toBe(pieces.join(''));
+    expect((await send(p)).body).toBe(pieces.join(''));
+  });
+
   it('reads a response delimited by the close of the connection', async () => {
     const a = await app((c) => onHeads(c, () => c.socket.end('HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end')));
     const p = pool(a.path);
