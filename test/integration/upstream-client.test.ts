@@ -204,9 +204,9 @@ describe('native upstream client', () => {
   });
 
   it('body chunks handed on stay intact while later reads come in (the read buffer is reused)', async () => {
-    // Small chunks (copied) and large ones (the buffer is not read into again), each in a read of
-    // its own and each different, kept by the handler until the end as a slow client's queued
-    // writes keep them.
+    // Every connection reads into one shared buffer (upstream.ts READ_BUFFER), safe only while the
+    // parser hands on copies: small and large chunks, each in a read of its own and each different,
+    // kept by the handler until the end as a slow client's queued writes keep them.
     const pieces = [...Array.from({ length: 30 }, (_, i) => String.fromCharCode(97 + (i % 26)).repeat(100 + i)), ...Array.from({ length: 4 }, (_, i) => String.fromCharCode(65 + i).repeat(10_000))];
     const a = await app((c) =>
       onHeads(c, async () => {
