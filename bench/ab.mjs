@@ -13,7 +13,7 @@
 // Prints each round's req/s and B/A, then the median B/A.
 import path from 'node:path';
 import {
-  ROOT, cleanup, ensureTools, freePort, median, node, parseWrk, runMain, start, startTinyUpstream, stop, waitFor200, wrk,
+  ROOT, cleanup, ensureTools, median, pairedRounds, runMain, startTinyUpstream,
 } from './lib.mjs';
 
 function parseArgs(argv) {
@@ -44,23 +44,13 @@ async function main() {
   const missing = await ensureTools(['wrk', 'nginx']);
   if (missing.wrk || missing.nginx) throw new Error(missing.wrk || missing.nginx);
   const { sock } = await startTinyUpstream();
-  const sides = [];
-  for (const [name, cli, extra, flags] of [['A', o.a, o.aArgs, o.aNode], ['B', o.b, o.bArgs, o.bNode]]) {
-    const port = await freePort();
-    const child = start(name, node, [...flags.split(' ').filter(Boolean), ...gateway(cli, extra, port, sock)], { cpu: 0 });
-    await waitFor200({ host: '127.0.0.1', port }, child, name);
-    sides.push({ name, url: `http://127.0.0.1:${port}/`, child });
-  }
-  const both = (seconds) => Promise.all(sides.map((s) => wrk(s.url, { seconds, connections: 50 })));
-  await both(2); // warm-up: JIT, pools
-  const ratios = [];
-  for (let i = 1; i <= o.rounds; i++) {
-    const [a, b] = (await both(o.duration)).map(parseWrk);
-    ratios.push(b.rps / a.rps);
-    console.log(`round ${i}: A ${a.rps.toFixed(0)} req/s, B ${b.rps.toFixed(0)} req/s, B/A ${(b.rps / a.rps).toFixed(3)}`);
-  }
-  console.log(`A = node ${o.aNode} ${o.a} ${o.aArgs}\nB = node ${o.bNode} ${o.b} ${o.bArgs}\nmedian B/A = ${median(ratios).toFixed(3)} (above 1: B costs less per request)`);
-  for (const s of sides) await stop(s.child);
+  const sides = [['A', o.a, o.aArgs, o.aNode], ['B', o.b, o.bArgs, o.bNode]].map(([name, cli, extra, flags]) => ({
+    name,
+    args: (port) => [...flags.split(' ').filter(Boolean), ...gateway(cli, extra, port, sock)],
+  }));
+  const rounds = await pairedRounds(sides, { rounds: o.rounds, duration: o.duration });
+  rounds.forEach((r, i) => console.log(`round ${i + 1}: A ${r.a.toFixed(0)} req/s, B ${r.b.toFixed(0)} req/s, B/A ${r.ratio.toFixed(3)}`));
+  console.log(`A = node ${o.aNode} ${o.a} ${o.aArgs}\nB = node ${o.bNode} ${o.b} ${o.bArgs}\nmedian B/A = ${median(rounds.map((r) => r.ratio)).toFixed(3)} (above 1: B costs less per request)`);
   await cleanup();
   return 0;
 }

@@ -344,6 +344,36 @@ export async function wrk(url, { seconds, connections, latency = true, script, c
 
 export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+/**
+ * Two processes measured at once on one core (bench/ab.mjs's method): both pinned to core 0, each
+ * loaded by its own wrk on core 1 for the same seconds. The core is shared fairly between them,
+ * so B/A of their req/s is the inverse ratio of their CPU cost per request, with the host's noise
+ * hitting both alike (2-3% run to run, against 10-20% for runs taken one after the other).
+ * `sides`: [{ name, args }] (node's arguments), A first. Returns each round's req/s and B/A.
+ */
+export async function pairedRounds(sides, { rounds, duration, connections = 50 }) {
+  const running = [];
+  try {
+    for (const s of sides) {
+      const port = await freePort();
+      const child = start(s.name, node, s.args(port), { cpu: 0 });
+      running.push(child);
+      await waitFor200({ host: '127.0.0.1', port }, child, s.name);
+      s.url = `http://127.0.0.1:${port}/`;
+    }
+    const both = (seconds) => Promise.all(sides.map((s) => wrk(s.url, { seconds, connections })));
+    await both(2); // warm-up: JIT, pools
+    const out = [];
+    for (let i = 1; i <= rounds; i++) {
+      const [a, b] = (await both(duration)).map(parseWrk);
+      out.push({ a: a.rps, b: b.rps, ratio: b.rps / a.rps });
+    }
+    return out;
+  } finally {
+    for (const child of running) await stop(child);
+  }
+}
+
 // ---------------------------------------------------------------- memory
 /** Resident set size of a process in bytes (VmRSS of /proc/PID/status), or NaN if it is gone. */
 export function rss(pid) {
