@@ -353,15 +353,16 @@ export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length
  */
 export async function pairedRounds(sides, { rounds, duration, connections = 50 }) {
   const running = [];
+  const urls = [];
   try {
     for (const s of sides) {
       const port = await freePort();
       const child = start(s.name, node, s.args(port), { cpu: 0 });
       running.push(child);
       await waitFor200({ host: '127.0.0.1', port }, child, s.name);
-      s.url = `http://127.0.0.1:${port}/`;
+      urls.push(`http://127.0.0.1:${port}/`);
     }
-    const both = (seconds) => Promise.all(sides.map((s) => wrk(s.url, { seconds, connections })));
+    const both = (seconds) => Promise.all(urls.map((url) => wrk(url, { seconds, connections })));
     await both(2); // warm-up: JIT, pools
     const out = [];
     for (let i = 1; i <= rounds; i++) {

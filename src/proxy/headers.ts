@@ -298,7 +298,7 @@ export function realIp(chain: string, trusted: TrustedProxies): string {
  * are dropped: Node frames the body itself (Content-Length kept, else chunked for HTTP/1.1).
  */
 export function downstreamHeaders(raw: (Buffer | string)[]): string[] {
-  let drop: string[] | undefined;
+  let drop = NONE;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as Buffer | string;
     if (name.length === 10 && latin1(name).toLowerCase() === 'connection') {
@@ -307,7 +307,7 @@ export function downstreamHeaders(raw: (Buffer | string)[]): string[] {
     }
   }
   const out: string[] = [];
-  const dropping = drop !== undefined && drop.length > 0;
+  const dropping = drop.length > 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = latin1(raw[i] as Buffer | string);
     // Only names as long as a hop-by-hop one are lowercased and looked up (Trailer is kept: it
@@ -315,7 +315,7 @@ export function downstreamHeaders(raw: (Buffer | string)[]): string[] {
     if (dropping || HOP_LENGTHS.has(name.length)) {
       const lower = name.toLowerCase();
       if (lower !== 'trailer' && HOP_BY_HOP.has(lower)) continue;
-      if (dropping && (drop as string[]).includes(lower)) continue;
+      if (dropping && drop.includes(lower)) continue;
     }
     out.push(name, latin1(raw[i + 1] as Buffer | string));
   }
